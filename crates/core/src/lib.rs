@@ -1,0 +1,8 @@
+//! wharf-core: the library every wharf binary shares — CRD types, names, pure builders,
+//! renderers, certificate helpers and the controller runtime.
+
+pub mod apply;
+pub mod conditions;
+pub mod crd;
+pub mod duration;
+pub mod runtime;
