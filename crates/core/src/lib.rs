@@ -1,6 +1,7 @@
 //! wharf-core: the library every wharf binary shares — CRD types, names, pure builders,
 //! renderers, certificate helpers and the controller runtime.
 
+pub mod agent;
 pub mod apply;
 pub mod conditions;
 pub mod crd;
