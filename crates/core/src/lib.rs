@@ -6,4 +6,5 @@ pub mod apply;
 pub mod conditions;
 pub mod crd;
 pub mod duration;
+pub mod nginx;
 pub mod runtime;
