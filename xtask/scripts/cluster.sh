@@ -28,7 +28,8 @@ TOKENS_FILE=$WHARF_STATE/tokens.csv
 SA_KEY=$WHARF_STATE/sa.key
 ETCD_BIN=/usr/bin/etcd
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# The header comment above is the help text.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 load_ports() {
   ETCD_PORT='' ETCD_PEER_PORT='' APISERVER_PORT='' KCM_PORT=''

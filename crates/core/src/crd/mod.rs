@@ -11,7 +11,9 @@ pub use image_registry::*;
 pub use image_secret::*;
 pub use registry_mirror::*;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 
 /// API group of the mirror-operator's kind.
@@ -21,13 +23,57 @@ pub const REGISTRY_GROUP: &str = "registry.mgoltzsche.github.com";
 
 /// Every CRD wharf serves, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         RegistryMirror::crd(),
         ImageRegistry::crd(),
         ImageRegistryAccount::crd(),
         ImagePushSecret::crd(),
         ImagePullSecret::crd(),
     ]
+    .into_iter()
+    .map(without_null_enum_values)
+    .collect()
+}
+
+/// schemars lists `null` among the values of an optional enum; API servers before 1.21 refuse
+/// such a CRD, and `nullable: true` already says the same thing.
+fn without_null_enum_values(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            strip_null_enum_values(schema);
+        }
+    }
+    crd
+}
+
+fn strip_null_enum_values(schema: &mut JSONSchemaProps) {
+    if let Some(values) = schema.enum_.as_mut() {
+        values.retain(|value| !value.0.is_null());
+    }
+    let children = schema
+        .properties
+        .iter_mut()
+        .flat_map(|p| p.values_mut())
+        .chain(schema.items.iter_mut().filter_map(|items| match items {
+            JSONSchemaPropsOrArray::Schema(schema) => Some(schema.as_mut()),
+            JSONSchemaPropsOrArray::Schemas(_) => None,
+        }))
+        .chain(
+            schema
+                .additional_properties
+                .iter_mut()
+                .filter_map(|extra| match extra {
+                    JSONSchemaPropsOrBool::Schema(schema) => Some(schema.as_mut()),
+                    JSONSchemaPropsOrBool::Bool(_) => None,
+                }),
+        );
+    for child in children {
+        strip_null_enum_values(child);
+    }
 }
 
 /// All CRDs as one YAML stream, each document introduced by `---`.

@@ -15,6 +15,7 @@ use kube::Client;
 
 pub use crds::{require_crds, resource_of};
 pub use http::Health;
+pub use leader::Election;
 pub use logging::LogFormat;
 pub use metrics::{ControllerMetrics, ReconcileTimer};
 
