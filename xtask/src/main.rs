@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         Command::Crdgen { check } => crdgen::run(check),
         Command::Cluster { args } => scripts::cluster(&args),
         Command::Test { args } => {
+            scripts::install_test_dependencies()?;
             scripts::cluster(&["up".to_owned()])?;
             scripts::cargo_test(&args)
         }

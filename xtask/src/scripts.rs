@@ -22,6 +22,28 @@ pub fn cluster(args: &[String]) -> anyhow::Result<()> {
     )
 }
 
+/// Runs every `xtask/scripts/*-deps.sh`: each installs (once, idempotently) what one group of
+/// tests needs from Debian or PyPI, so a fresh machine needs nothing but this repository.
+pub fn install_test_dependencies() -> anyhow::Result<()> {
+    let dir = repo_root().join("xtask/scripts");
+    let mut scripts: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.ends_with("-deps.sh"))
+        })
+        .collect();
+    scripts.sort();
+    for script in scripts {
+        let what = format!("{}", script.display());
+        run(Command::new("bash").arg(&script), &what)?;
+    }
+    Ok(())
+}
+
 /// `cargo test --workspace ARGS…` against the local control plane.
 pub fn cargo_test(args: &[String]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
