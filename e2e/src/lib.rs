@@ -6,6 +6,7 @@
 //! (`spawn_process`); `wait_for` polls with a timeout and, on failure, prints the object, the
 //! namespace's events and every captured log.
 
+mod chart;
 mod cluster;
 mod logs;
 mod process;
@@ -20,6 +21,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, Config};
 use tokio::task::JoinHandle;
 
+pub use chart::{chart_dir, install_chart, lint_chart, render_chart};
 pub use cluster::{
     install_crds, is_established as cluster_is_established, kubeconfig_path, repo_root,
 };
@@ -78,6 +80,29 @@ impl TestEnv {
             "system:authenticated".into(),
         ]);
         Client::try_from(config).expect("an impersonating client")
+    }
+
+    /// A kubeconfig file that acts as ServiceAccount `name` in `namespace`, for binaries run
+    /// with [`TestEnv::spawn_process`] (set it as the command's KUBECONFIG).
+    pub fn kubeconfig_as(&self, namespace: &str, name: &str) -> PathBuf {
+        let admin = kubeconfig_path();
+        let mut file = kube::config::Kubeconfig::read_from(&admin)
+            .unwrap_or_else(|err| panic!("reading {}: {err}", admin.display()));
+        for named in &mut file.auth_infos {
+            if let Some(auth) = named.auth_info.as_mut() {
+                auth.impersonate = Some(format!("system:serviceaccount:{namespace}:{name}"));
+                auth.impersonate_groups = Some(vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{namespace}"),
+                    "system:authenticated".into(),
+                ]);
+            }
+        }
+        let path = self.log_dir.join(format!("kubeconfig-{namespace}-{name}"));
+        let yaml = serde_yaml::to_string(&file).expect("kubeconfig serializes");
+        std::fs::write(&path, yaml)
+            .unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+        path
     }
 
     /// Runs a controller's library `run()` (or any future) in-process until the env is dropped.

@@ -19,11 +19,12 @@ impl TestProcess {
         let file =
             File::create(&log).unwrap_or_else(|err| panic!("creating {}: {err}", log.display()));
         let stderr = file.try_clone().expect("cloning the log file handle");
-        command
-            .env("KUBECONFIG", crate::cluster::kubeconfig_path())
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(stderr);
+        // The caller's KUBECONFIG (e.g. an impersonating one) wins over the admin default.
+        let has_kubeconfig = command.get_envs().any(|(key, _)| key == "KUBECONFIG");
+        if !has_kubeconfig {
+            command.env("KUBECONFIG", crate::cluster::kubeconfig_path());
+        }
+        command.stdin(Stdio::null()).stdout(file).stderr(stderr);
         let child = command
             .spawn()
             .unwrap_or_else(|err| panic!("starting {name} ({command:?}): {err}"));
