@@ -41,3 +41,16 @@ pub const DEFAULT_DOCKER_CERTS_DIR: &str = "/host/etc/docker/certs.d";
 pub const DEFAULT_CONTAINERD_CERTS_DIR: &str = "/host/etc/containerd/certs.d";
 pub const DEFAULT_CRIO_REGISTRIES_DIR: &str = "/host/etc/containers/registries.conf.d";
 pub const DEFAULT_CRIO_CERTS_DIR: &str = "/host/etc/containers/certs.d";
+
+/// Where the node's root filesystem paths are mounted in the agent: a file the agent writes at
+/// `<HOST_ROOT>/etc/…` is `/etc/…` on the node (containerd's `hosts.toml` names CA files by
+/// their node path).
+pub const ENV_HOST_ROOT: &str = "HOST_ROOT";
+pub const DEFAULT_HOST_ROOT: &str = "/host";
+/// The hosts-file backup and write journal (`<file>` and `<file>.new`); must be on a node mount
+/// shared by every agent of the node, hence next to the lock file by default.
+pub const ENV_HOSTS_BACKUP_FILE: &str = "HOSTS_BACKUP_FILE";
+pub const DEFAULT_HOSTS_BACKUP_FILE: &str = "/host/run/wharf/hosts.wharf.bak";
+/// Optional containerd `dial_timeout` for the mirror host (Go duration, e.g. `3s`): how fast a
+/// dead mirror falls back to the upstream. Unset: containerd's default.
+pub const ENV_CONTAINERD_DIAL_TIMEOUT: &str = "CONTAINERD_DIAL_TIMEOUT";

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use wharf_core::runtime::{Runtime, RuntimeArgs};
+use hostess_agent::Settings;
+use wharf_core::runtime::{Runtime, RuntimeArgs, shutdown_signal};
 
 #[derive(Parser)]
 #[command(
@@ -14,6 +15,8 @@ use wharf_core::runtime::{Runtime, RuntimeArgs};
 struct Cli {
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[tokio::main]
@@ -28,8 +31,15 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.settings.validate()?;
     let runtime = Runtime::start("hostess-agent", cli.runtime).await?;
-    // The reconcilers of this component land with its own issue; until then it only idles.
-    runtime.run(std::future::pending::<()>).await?;
+    hostess_agent::run(
+        config,
+        runtime.client.clone(),
+        runtime.health.clone(),
+        runtime.metrics.clone(),
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
