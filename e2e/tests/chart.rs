@@ -218,19 +218,19 @@ async fn installs_and_rbac_allows_the_job_and_nothing_more() {
 
     // Allowed: each controller's own kinds.
     mirrors(mirror.clone())
-        .list(&ListParams::default())
+        .list_metadata(&ListParams::default())
         .await
         .expect("mirror-controller lists mirrors");
     secrets(mirror.clone(), &ns)
-        .list(&ListParams::default())
+        .list_metadata(&ListParams::default())
         .await
         .expect("mirror-controller reads its namespace's Secrets");
     statefulsets(registry.clone())
-        .list(&ListParams::default())
+        .list_metadata(&ListParams::default())
         .await
         .expect("registry-controller lists StatefulSets");
     accounts(rotator.clone())
-        .list(&ListParams::default())
+        .list_metadata(&ListParams::default())
         .await
         .expect("secret-rotator lists accounts");
 
@@ -241,35 +241,35 @@ async fn installs_and_rbac_allows_the_job_and_nothing_more() {
     };
     refused(
         secrets(mirror.clone(), "kube-system")
-            .list(&ListParams::default())
+            .list_metadata(&ListParams::default())
             .await
             .map(drop),
         "mirror-controller reading kube-system Secrets",
     );
     refused(
         accounts(mirror.clone())
-            .list(&ListParams::default())
+            .list_metadata(&ListParams::default())
             .await
             .map(drop),
         "mirror-controller reading accounts",
     );
     refused(
         mirrors(registry.clone())
-            .list(&ListParams::default())
+            .list_metadata(&ListParams::default())
             .await
             .map(drop),
         "registry-controller reading mirrors",
     );
     refused(
         statefulsets(rotator.clone())
-            .list(&ListParams::default())
+            .list_metadata(&ListParams::default())
             .await
             .map(drop),
         "secret-rotator reading StatefulSets",
     );
     refused(
         mirrors(rotator)
-            .list(&ListParams::default())
+            .list_metadata(&ListParams::default())
             .await
             .map(drop),
         "secret-rotator reading mirrors",
