@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # A real local Kubernetes control plane (etcd + kube-apiserver +
 # kube-controller-manager v1.20.2), built from Debian's source package, on
-# 127.0.0.1 only, with no Docker. Recipe: shared/local-cluster.md.
+# 127.0.0.1 only, with no Docker; with --node also a real node (containerd,
+# kubelet, kube-scheduler, kube-proxy, bridge CNI on 10.244.0.1) whose pods run.
+# Recipe: shared/local-cluster.md.
 #
-#   cluster.sh up              install/build what is missing, start, wait until usable
+#   cluster.sh up [--node]     install/build what is missing, start, wait until usable
+#                              (--node: and until the node is Ready; a later plain
+#                              `up` keeps the node until `down`)
 #   cluster.sh down [--purge]  stop what `up` started (--purge: also delete etcd data)
-#   cluster.sh env             print `export KUBECONFIG=...` (for eval)
-#   cluster.sh status          is it up; ports, pids, kubeconfig
+#   cluster.sh env             print `export KUBECONFIG=...` (for eval), and the
+#                              node's containerd socket and certs.d when it runs
+#   cluster.sh status          is it up; ports, pids, kubeconfig; the node
 #   cluster.sh build [--force] WHAT...   build more cmd targets (e.g. cmd/kubelet) into the cache
 #
 # Binaries: ${WHARF_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/wharf}/kubernetes-v1.20.2/bin
@@ -19,6 +24,10 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$SCRIPT_DIR/lib-common.sh"
 # shellcheck source=lib-k8s-build.sh
 . "$SCRIPT_DIR/lib-k8s-build.sh"
+# shellcheck source=lib-images.sh
+. "$SCRIPT_DIR/lib-images.sh"
+# shellcheck source=lib-node.sh
+. "$SCRIPT_DIR/lib-node.sh"
 
 # Stop order: dependents first.
 DAEMONS=(kube-controller-manager kube-apiserver etcd)
@@ -119,9 +128,15 @@ start_etcd() {
   wait_until 30 "etcd health on $client" "$(log_file etcd)" etcd etcd_healthy
 }
 
+# Set by `up --node` (or a plain `up` of a cluster whose node is enabled).
+NODE_MODE=0
+
 start_apiserver() {
-  # The advertised address (the `kubernetes` Endpoints) stays the host's default
-  # one: Endpoints may not hold a loopback IP. Nothing is served there though.
+  # Without a node, the advertised address (the `kubernetes` Endpoints) stays the
+  # host's default one: Endpoints may not hold a loopback IP. Nothing is served
+  # there though. With the node: see node_apiserver_flags.
+  local mode_flags=(--disable-admission-plugins=ServiceAccount)
+  if ((NODE_MODE)); then node_apiserver_flags; mode_flags=("${NODE_APISERVER_FLAGS[@]}"); fi
   start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
@@ -130,7 +145,7 @@ start_apiserver() {
     --service-account-key-file="$SA_KEY" --service-account-signing-key-file="$SA_KEY" \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-cluster-ip-range=10.96.0.0/16 \
-    --allow-privileged=true --disable-admission-plugins=ServiceAccount
+    --allow-privileged=true "${mode_flags[@]}"
   wait_until 60 "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" \
     "$(log_file kube-apiserver)" kube-apiserver apiserver_ready
 }
@@ -157,16 +172,40 @@ start_controller_manager() {
 cmd_up() {
   local t0
   t0=$(now)
+  case ${1:-} in --node) NODE_MODE=1 ;; '') ;; *) usage ;; esac
   mkdir -p "$WHARF_STATE"
   # One `up`/`down` at a time per state dir.
   exec 9>"$WHARF_STATE/.lock"
   flock 9
-  if cluster_running; then
+  node_enabled && NODE_MODE=1
+  if cluster_running && { ((!NODE_MODE)) || node_apiserver_has_flags; }; then
+    if ((NODE_MODE)); then
+      node_running || node_ensure_built
+      node_up
+    fi
     log "already running: https://127.0.0.1:$APISERVER_PORT, KUBECONFIG=$KUBECONFIG_FILE"
     return 0
   fi
+  ((NODE_MODE)) && WHARF_APT_PACKAGES+=("${NODE_APT_PACKAGES[@]}")
   ensure_packages
   build_k8s cmd/kube-apiserver cmd/kube-controller-manager
+  if ((NODE_MODE)); then
+    node_build
+    node_prepare_state   # the API server's node flags name its certificates
+    if cluster_running; then
+      # Running without the node's flags: restart only the API server (etcd and
+      # the controller manager keep running; clients reconnect).
+      log "restarting kube-apiserver with the node's flags"
+      load_ports
+      stop_daemon kube-apiserver
+      FAIL_HOOK=stop_all
+      start_apiserver
+      FAIL_HOOK=
+      node_up
+      log "up in $(($(now) - t0))s: https://127.0.0.1:$APISERVER_PORT, KUBECONFIG=$KUBECONFIG_FILE"
+      return 0
+    fi
+  fi
   # Not fully up: stop whatever of ours survived, drop stale pid files (e.g.
   # after a reboot), and start everything again on the same etcd data dir.
   stop_all
@@ -178,6 +217,7 @@ cmd_up() {
   wait_until 60 "namespace default and ServiceAccount default/default" \
     "$(log_file kube-controller-manager)" kube-controller-manager default_sa_exists
   FAIL_HOOK=
+  ((NODE_MODE)) && node_up
   log "up in $(($(now) - t0))s: https://127.0.0.1:$APISERVER_PORT (etcd 127.0.0.1:$ETCD_PORT)"
   log "KUBECONFIG=$KUBECONFIG_FILE"
 }
@@ -189,6 +229,8 @@ cmd_down() {
   if [[ -d $WHARF_STATE ]]; then
     exec 9>"$WHARF_STATE/.lock"
     flock 9
+    node_stop   # first: its pods and daemons need the API server to the end
+    rm -f "$NODE_STATE/enabled"
     for d in "${DAEMONS[@]}"; do [[ -f $(pid_file "$d") ]] && any=1; done
     if ((any)); then stop_all; log "stopped"; else log "no cluster running"; fi
   else
@@ -204,6 +246,10 @@ cmd_down() {
 cmd_env() {
   cluster_running || { echo "error: no cluster is up (run: $0 up)" >&2; exit 1; }
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
+  if node_running; then
+    echo "export WHARF_NODE_CONTAINERD_ADDRESS=$NODE_SOCK"
+    echo "export WHARF_NODE_CERTS_D=$NODE_CERTS_D"
+  fi
 }
 
 cmd_status() {
@@ -219,6 +265,7 @@ cmd_status() {
   for d in "${DAEMONS[@]}"; do
     if pid=$(daemon_pid "$d"); then echo "  $d: running (pid $pid)"; else echo "  $d: not running"; fi
   done
+  node_status
   ((up))
 }
 
@@ -234,7 +281,7 @@ main() {
   local cmd=${1:-}
   (($#)) && shift
   case $cmd in
-    up) (($# == 0)) || usage; cmd_up ;;
+    up) (($# <= 1)) || usage; cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     env) cmd_env ;;
     status) cmd_status ;;

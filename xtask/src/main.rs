@@ -1,6 +1,10 @@
 //! `cargo xtask …`: the developer and CI tasks of wharf.
 
+mod bench_data_plane;
+mod bench_registry_auth;
+mod bench_secret_rotator;
 mod crdgen;
+mod images;
 mod scripts;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +30,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Container images as OCI archives in target/images, without Docker (--import: into the node).
+    Images(images::ImagesArgs),
+    /// Benchmarks, one per component: `cargo xtask bench registry-auth`, …
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
     /// Every test: brings the local control plane up, then runs the whole workspace's tests.
     Test {
         /// Extra arguments for `cargo test`, e.g. a test name filter.
@@ -34,10 +45,26 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BenchTarget {
+    /// registry-auth: tokens per second for an already-verified account and for first logins.
+    RegistryAuth,
+    /// secret-rotator: 1,000 push/pull secrets at once — until Ready, a forced rotation, API requests.
+    SecretRotator,
+    /// data plane: the mirror's nginx on loopback — warm blob rate, cold/warm pulls, 10 concurrent pulls.
+    DataPlane(bench_data_plane::Options),
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crdgen { check } => crdgen::run(check),
         Command::Cluster { args } => scripts::cluster(&args),
+        Command::Images(args) => images::run(args),
+        Command::Bench { target } => match target {
+            BenchTarget::RegistryAuth => bench_registry_auth::run(),
+            BenchTarget::SecretRotator => bench_secret_rotator::run(),
+            BenchTarget::DataPlane(options) => bench_data_plane::run(&options),
+        },
         Command::Test { args } => {
             scripts::install_test_dependencies()?;
             scripts::cluster(&["up".to_owned()])?;

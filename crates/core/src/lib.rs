@@ -6,5 +6,8 @@ pub mod apply;
 pub mod conditions;
 pub mod crd;
 pub mod duration;
+pub mod mirror;
 pub mod nginx;
+pub mod registry;
 pub mod runtime;
+pub mod tls;

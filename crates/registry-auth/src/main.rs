@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use wharf_core::runtime::{Runtime, RuntimeArgs, require_crds, resource_of};
+use registry_auth::AuthServer;
+use registry_auth::settings::AuthArgs;
+use wharf_core::runtime::{Runtime, RuntimeArgs};
 
 #[derive(Parser)]
 #[command(
@@ -14,6 +16,8 @@ use wharf_core::runtime::{Runtime, RuntimeArgs, require_crds, resource_of};
 struct Cli {
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 #[tokio::main]
@@ -29,12 +33,9 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = Runtime::start("registry-auth", cli.runtime).await?;
-    require_crds(
-        &runtime.client,
-        &[resource_of::<wharf_core::crd::ImageRegistryAccount>()],
-    )
-    .await?;
-    // The reconcilers of this component land with its own issue; until then it only idles.
-    runtime.run(std::future::pending::<()>).await?;
+    // Checks its CRDs and RBAC itself, within its namespace: a cluster-wide CRD check would need
+    // permissions registry-auth's Role deliberately lacks.
+    let server = AuthServer::start(&cli.auth, runtime.client.clone()).await?;
+    runtime.run(|| server.serve()).await?;
     Ok(())
 }

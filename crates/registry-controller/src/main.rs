@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use registry_controller::settings::Settings;
+use wharf_core::crd::ImageRegistry;
 use wharf_core::runtime::{Runtime, RuntimeArgs, require_crds, resource_of};
 
 #[derive(Parser)]
@@ -14,6 +16,8 @@ use wharf_core::runtime::{Runtime, RuntimeArgs, require_crds, resource_of};
 struct Cli {
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[tokio::main]
@@ -29,12 +33,10 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = Runtime::start("registry-controller", cli.runtime).await?;
-    require_crds(
-        &runtime.client,
-        &[resource_of::<wharf_core::crd::ImageRegistry>()],
-    )
-    .await?;
-    // The reconcilers of this component land with its own issue; until then it only idles.
-    runtime.run(std::future::pending::<()>).await?;
+    require_crds(&runtime.client, &[resource_of::<ImageRegistry>()]).await?;
+    let (client, metrics) = (runtime.client.clone(), runtime.metrics.clone());
+    runtime
+        .run(|| registry_controller::run(client, cli.settings, metrics))
+        .await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use secret_rotator::RotatorArgs;
 use wharf_core::runtime::{Runtime, RuntimeArgs, require_crds, resource_of};
 
 #[derive(Parser)]
@@ -14,6 +15,8 @@ use wharf_core::runtime::{Runtime, RuntimeArgs, require_crds, resource_of};
 struct Cli {
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    rotator: RotatorArgs,
 }
 
 #[tokio::main]
@@ -28,17 +31,28 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = Runtime::start("secret-rotator", cli.runtime).await?;
+    let settings = cli.rotator.settings(std::env::var("POD_NAMESPACE").ok())?;
+    let runtime = Runtime::start(secret_rotator::FIELD_MANAGER_COMPONENT, cli.runtime).await?;
     require_crds(
         &runtime.client,
         &[
             resource_of::<wharf_core::crd::ImagePushSecret>(),
             resource_of::<wharf_core::crd::ImagePullSecret>(),
             resource_of::<wharf_core::crd::ImageRegistryAccount>(),
+            resource_of::<wharf_core::crd::ImageRegistry>(),
         ],
     )
     .await?;
-    // The reconcilers of this component land with its own issue; until then it only idles.
-    runtime.run(std::future::pending::<()>).await?;
+    tracing::info!(
+        ttl = ?settings.secret_ttl,
+        rotation_interval = ?settings.rotation_interval,
+        default_registry = %settings.default_registry,
+        "rotating push and pull secrets"
+    );
+    let client = runtime.client.clone();
+    let metrics = runtime.metrics.clone();
+    runtime
+        .run(|| secret_rotator::run(client, settings, metrics))
+        .await?;
     Ok(())
 }

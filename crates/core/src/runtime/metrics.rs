@@ -14,6 +14,12 @@ struct ControllerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    controller: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     controller: String,
     reason: String,
@@ -25,6 +31,7 @@ pub struct ControllerMetrics {
     reconciles: Family<ControllerLabel, Counter>,
     failures: Family<FailureLabels, Counter>,
     duration: Family<ControllerLabel, Histogram>,
+    writes: Family<WriteLabels, Counter>,
 }
 
 impl ControllerMetrics {
@@ -38,6 +45,7 @@ impl ControllerMetrics {
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
             }),
+            writes: Family::default(),
         };
         registry.register(
             "reconciles",
@@ -54,7 +62,23 @@ impl ControllerMetrics {
             "Time a reconcile took",
             metrics.duration.clone(),
         );
+        registry.register(
+            "api_writes",
+            "Write requests sent to the API server, by kind of object",
+            metrics.writes.clone(),
+        );
         metrics
+    }
+
+    /// Counts one write request (create, apply, update, patch, delete) for an object of `kind`,
+    /// so "an unchanged object reconciles with zero writes" can be measured.
+    pub fn api_write(&self, kind: &str) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                controller: self.component.clone(),
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a reconcile and times it until the returned timer is dropped.
@@ -108,6 +132,7 @@ mod tests {
         let metrics = ControllerMetrics::register(&mut registry, "mirror-controller");
         drop(metrics.reconcile_started());
         metrics.reconcile_failed("MissingCredentials");
+        metrics.api_write("Secret");
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         assert!(
@@ -121,6 +146,12 @@ mod tests {
         assert!(
             text.contains(
                 "wharf_reconcile_duration_seconds_count{controller=\"mirror-controller\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "wharf_api_writes_total{controller=\"mirror-controller\",kind=\"Secret\"} 1"
             ),
             "{text}"
         );

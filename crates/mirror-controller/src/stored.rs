@@ -1,0 +1,151 @@
+//! RegistryMirrors as they are stored, whatever their spec. The seed's CRD had no schema, so old
+//! objects may lack `upstreamUrl` or carry fields of the wrong type; watching the typed kind
+//! would make one such object fail the list of all mirrors. Here only the metadata must parse;
+//! the spec is read per mirror, and one that does not parse becomes that mirror's condition.
+
+use std::borrow::Cow;
+
+use k8s_openapi::ClusterResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wharf_core::crd::{RegistryMirror, RegistryMirrorSpec, RegistryMirrorStatus};
+use wharf_core::mirror::HostClaim;
+
+/// A RegistryMirror with its spec and status left unparsed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StoredMirror {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub status: Value,
+}
+
+impl Resource for StoredMirror {
+    type DynamicType = ();
+    type Scope = ClusterResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        RegistryMirror::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        RegistryMirror::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        RegistryMirror::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        RegistryMirror::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl StoredMirror {
+    /// The typed mirror, or why its spec cannot be read.
+    pub fn typed(&self) -> Result<RegistryMirror, serde_json::Error> {
+        let spec: RegistryMirrorSpec = serde_json::from_value(self.spec.clone())?;
+        Ok(RegistryMirror {
+            metadata: self.metadata.clone(),
+            spec,
+            status: self.current_status(),
+        })
+    }
+
+    /// The status as last written (it is only ever written by this controller).
+    pub fn current_status(&self) -> Option<RegistryMirrorStatus> {
+        if self.status.is_null() {
+            return None;
+        }
+        serde_json::from_value(self.status.clone()).ok()
+    }
+
+    fn spec_text(&self, field: &str) -> Option<&str> {
+        self.spec.get(field).and_then(Value::as_str)
+    }
+
+    /// `spec.credentialsSecret`, if readable.
+    pub fn credentials_secret(&self) -> Option<&str> {
+        self.spec_text("credentialsSecret")
+    }
+
+    /// The effective masquerade host, if the spec names one (or an upstream to derive it from).
+    pub fn masquerade_host(&self) -> Option<String> {
+        self.spec_text("masqueradeUrl")
+            .map(str::to_owned)
+            .or_else(|| self.spec_text("upstreamUrl").map(|u| format!("mirror-{u}")))
+    }
+
+    /// This mirror's claim on its masquerade host.
+    pub fn host_claim(&self) -> Option<HostClaim<'_>> {
+        Some(HostClaim {
+            name: self.metadata.name.as_deref()?,
+            created: self.metadata.creation_timestamp.as_ref(),
+            deleting: self.metadata.deletion_timestamp.is_some(),
+            host: self.masquerade_host()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(value: Value) -> StoredMirror {
+        serde_json::from_value(value).expect("any object with metadata parses")
+    }
+
+    #[test]
+    fn a_readable_spec_becomes_a_typed_mirror() {
+        let mirror = stored(json!({
+            "apiVersion": "k8s.osp.tech/v1", "kind": "RegistryMirror",
+            "metadata": {"name": "docker", "uid": "u1", "generation": 2},
+            "spec": {"upstreamUrl": "hub.docker.io", "credentialsSecret": "creds"},
+            "status": {"observedGeneration": 1, "masqueradeUrl": "mirror-hub.docker.io"}
+        }));
+        let typed = mirror.typed().expect("typed");
+        assert_eq!(typed.spec.upstream_url, "hub.docker.io");
+        assert_eq!(typed.metadata.generation, Some(2));
+        assert_eq!(typed.status.and_then(|s| s.observed_generation), Some(1));
+        assert_eq!(mirror.credentials_secret(), Some("creds"));
+        let claim = mirror.host_claim().expect("claim");
+        assert_eq!(
+            (claim.name, claim.host.as_str()),
+            ("docker", "mirror-hub.docker.io")
+        );
+        assert_eq!(StoredMirror::kind(&()), "RegistryMirror");
+        assert_eq!(StoredMirror::api_version(&()), "k8s.osp.tech/v1");
+    }
+
+    #[test]
+    fn an_old_spec_still_parses_as_stored_and_says_what_is_wrong() {
+        let mirror = stored(json!({
+            "metadata": {"name": "old"},
+            "spec": {"masqueradeUrl": "m.io", "volumeClaimTemplate": {"spec": {"resources": "big"}}}
+        }));
+        let err = mirror.typed().expect_err("unreadable spec").to_string();
+        assert!(
+            err.contains("upstreamUrl") || err.contains("resources"),
+            "{err}"
+        );
+        assert_eq!(mirror.masquerade_host().as_deref(), Some("m.io"));
+        assert!(stored(json!({"metadata": {"name": "x"}})).typed().is_err());
+        assert_eq!(
+            stored(json!({"metadata": {"name": "x"}})).current_status(),
+            None
+        );
+    }
+}
