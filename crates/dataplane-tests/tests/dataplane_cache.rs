@@ -44,9 +44,7 @@ fn a_tag_pushed_again_is_served_new_after_the_ttl() {
         "within the TTL: the cached tag"
     );
 
-    std::thread::sleep(
-        Duration::from_millis(4200).saturating_sub(cached_at.elapsed()),
-    );
+    std::thread::sleep(Duration::from_millis(4200).saturating_sub(cached_at.elapsed()));
     let second = world.new_containerd();
     second
         .pull(&reference, None)

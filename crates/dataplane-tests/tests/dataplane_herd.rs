@@ -121,8 +121,9 @@ fn a_waiting_client_streams_while_the_first_download_runs() {
         first.total_time
     );
     assert!(
-        second.time_to_first_byte + Duration::from_millis(300) < first.total_time / 2,
-        "the waiting client got its first byte after {:?}, the download took {:?}: it should stream slice by slice",
+        second.time_to_first_byte + Duration::from_millis(300) + Duration::from_secs(1)
+            < first.total_time,
+        "the waiting client got its first byte after {:?}, the download took {:?}: it should stream slice by slice, not wait for the whole blob",
         second.time_to_first_byte,
         first.total_time
     );

@@ -325,7 +325,8 @@ fn upstream_down_or_failing_still_serves_what_was_pulled() {
 
     // Up but answering 503: the tag's TTL has passed, revalidation fails, the cached copy is served.
     world.upstream.fail_with(503);
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // A TTL of 1 s ends 1 to 2 s after the fetch (nginx counts whole seconds).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let stale = Request::get(
         world.mirror_url("/v2/team/outage/manifests/v1"),
         &world.pki.ca_cert,
@@ -344,7 +345,8 @@ fn upstream_down_or_failing_still_serves_what_was_pulled() {
     // Down (connection refused), and the mirror restarted: the cache on disk still answers.
     world.upstream.stop();
     world.mirror.restart();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // A TTL of 1 s ends 1 to 2 s after the fetch (nginx counts whole seconds).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     pull_everything(&mut world, "upstream down, mirror restarted");
     let ping = Request::get(world.mirror_url("/v2/"), &world.pki.ca_cert).send();
     assert_eq!(
