@@ -115,10 +115,22 @@ node_build_cri_cleanup() {
 
 # ---- state: ports, certificates, configuration files ----
 
+# Pulls of images that were not imported must never leave the machine: every registry without a
+# hosts.toml of its own (hostess-agent writes those for mirrored upstreams) resolves to a closed
+# loopback port, so such a pull fails at once instead of reaching out to the internet.
+node_default_registry_host() {
+  mkdir -p "$NODE_CERTS_D/_default"
+  # containerd 1.6 refuses a `server` without a host table ("invalid host tree"): give both.
+  printf '%s\n' '# Written by wharf cluster.sh --node: unmirrored registries stay on this machine.' \
+    'server = "https://127.0.0.1:9"' '' '[host."https://127.0.0.1:9"]' '  capabilities = ["pull", "resolve"]' \
+    >"$NODE_CERTS_D/_default/hosts.toml"
+}
+
 node_prepare_state() {
   mkdir -p "$NODE_STATE"/{containerd,cni/net.d,cni/ipam,kubelet/root,kubelet/pki,kubelet/volume-plugins} \
     "$NODE_CERTS_D" "$NODE_PKI"
   chmod 700 "$NODE_STATE"
+  node_default_registry_host
   load_node_ports
   local p d
   # Daemons still running keep their ports.
@@ -460,7 +472,7 @@ node_running() {
 # node_up: everything after the control plane runs with node_apiserver_flags.
 node_up() {
   touch "$NODE_STATE/enabled"
-  node_running && { node_log "already running: $NODE_NAME"; return 0; }
+  node_running && { node_default_registry_host; node_log "already running: $NODE_NAME"; return 0; }
   node_prepare_state
   FAIL_HOOK=node_stop   # a failed `up --node` leaves no half node behind
   node_network_up
@@ -506,6 +518,7 @@ node_stop() {
       || node_log "some pods could not be removed through the CRI (see above)"
   fi
   for d in "${NODE_DAEMONS[@]}"; do node_stop_daemon "$d"; done
+  rm -rf "$NODE_CERTS_D/_default"
   # Shims of our containerd outlive it if a pod could not be removed.
   for shim in $(node_shims); do
     node_log "killing leftover shim $shim"
