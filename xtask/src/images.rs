@@ -4,8 +4,8 @@
 //! Each archive (`target/images/<name>.tar`) holds one image with one layer: a root filesystem
 //! of the release binary and the shared libraries `ldd` lists, `/etc/passwd` with the non-root
 //! user 65532, and the CA bundle. `ctr -n k8s.io images import` names it
-//! `docker.io/wharf/<name>:<tag>` (the registry image: `docker.io/library/registry:2`). The
-//! Dockerfiles in `images/` build the same names with Docker.
+//! `docker.io/wharf/<name>:dev` (the chart's default tag; the registry image:
+//! `docker.io/library/registry:2`). The Dockerfiles in `images/` build the same names with Docker.
 
 mod catalog;
 mod oci;
@@ -20,15 +20,17 @@ use clap::Args;
 use crate::scripts::repo_root;
 use catalog::HostPackage;
 
+/// The tag the chart's values default to for every wharf image.
+pub const DEFAULT_TAG: &str = "dev";
+
 /// Options of `cargo xtask images`.
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
     /// Images to build (default: all): mirror-controller, registry-controller, secret-rotator,
     /// hostess-agent, registry-auth, nginx-mirror, registry, busybox.
     images: Vec<String>,
-    /// Tag of the wharf images; the default (wharf's version) is what the controllers and the
-    /// chart refer to.
-    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    /// Tag of the wharf images; the default is the chart's default (`imageTag: dev`).
+    #[arg(long, default_value = DEFAULT_TAG)]
     tag: String,
     /// Where the archives go (default: target/images).
     #[arg(long)]
@@ -178,7 +180,7 @@ fn build_binaries(
 /// nested cargo's environment: build scripts list some of them as inputs (ring:
 /// `rerun-if-env-changed=CARGO_PKG_NAME`), so inheriting them would rebuild half the dependency
 /// tree, and the next plain build would rebuild it back.
-fn without_cargo_run_env(command: &mut Command) {
+pub(crate) fn without_cargo_run_env(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         if name.to_str().is_some_and(is_cargo_run_variable) {
             command.env_remove(name);

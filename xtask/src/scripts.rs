@@ -50,7 +50,9 @@ pub fn install_test_dependencies() -> anyhow::Result<()> {
 /// own last line is the doc-test summary, which says nothing about the run.
 pub fn cargo_test(args: &[String]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut child = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    crate::images::without_cargo_run_env(&mut command);
+    let mut child = command
         .current_dir(repo_root())
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(args)
