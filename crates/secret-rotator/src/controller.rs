@@ -21,7 +21,7 @@ use crate::kind::ImageSecretKind;
 use crate::reconcile::reconcile;
 use crate::registry::{self, RegistryKey};
 use crate::settings::Settings;
-use crate::{Context, FIELD_MANAGER_COMPONENT, RecentAccounts, WrittenStatuses};
+use crate::{Context, FIELD_MANAGER_COMPONENT, RecentAccounts, UnwrittenLogins, WrittenStatuses};
 
 /// How soon a failed reconcile is retried.
 const RETRY_FAILED: Duration = Duration::from_secs(10);
@@ -80,6 +80,7 @@ pub async fn run_kind<K: ImageSecretKind>(
         manager: wharf_core::apply::field_manager(FIELD_MANAGER_COMPONENT),
         recent_accounts: RecentAccounts::default(),
         written_statuses: WrittenStatuses::default(),
+        unwritten_logins: UnwrittenLogins::default(),
     });
 
     // Spec, finalizers and deletion matter; status-only changes are the rotator's own writes.

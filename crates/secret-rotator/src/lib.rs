@@ -9,6 +9,7 @@
 //! registry hostname or CA only rewrites the Secret. Deleting the CR deletes its own accounts.
 
 pub mod account;
+mod account_api;
 mod controller;
 pub mod error;
 pub mod kind;
@@ -17,6 +18,7 @@ pub mod names;
 pub mod password;
 mod reconcile;
 pub mod registry;
+mod report;
 pub mod schedule;
 pub mod secret;
 pub mod settings;
@@ -30,7 +32,7 @@ use kube::runtime::reflector::Store;
 use wharf_core::crd::{ImagePullSecret, ImagePushSecret, ImageRegistry, ImageRegistryAccount};
 use wharf_core::runtime::ControllerMetrics;
 
-use memory::{RecentAccounts, WrittenStatuses};
+use memory::{RecentAccounts, UnwrittenLogins, WrittenStatuses};
 pub use reconcile::FINALIZER;
 pub use settings::{RotatorArgs, Settings, SettingsError};
 
@@ -52,6 +54,8 @@ pub(crate) struct Context {
     recent_accounts: RecentAccounts,
     /// The status last written per CR, which the CR cache may not show yet.
     written_statuses: WrittenStatuses,
+    /// Logins whose Secret could not be written, reused by the next attempt.
+    unwritten_logins: UnwrittenLogins,
 }
 
 /// Runs the ImagePushSecret and ImagePullSecret controllers until their watches end (in practice,

@@ -1,5 +1,6 @@
-//! What the rotator remembers between reconciles, where its watch caches may lag behind its own
-//! writes: the accounts it created lately and the status it last wrote per CR.
+//! What the rotator remembers between reconciles: the accounts it created lately and the status
+//! it last wrote per CR (its watch caches may lag behind its own writes), and logins whose Secret
+//! could not be written yet.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use wharf_core::crd::{ImageRegistryAccount, ImageSecretStatus};
 
 use crate::account::SecretOwner;
+use crate::secret::Credential;
 
 /// How long a created account is remembered: far longer than a watch takes to report it.
 const RECENT: Duration = Duration::from_secs(300);
@@ -65,6 +67,29 @@ impl WrittenStatuses {
     pub(crate) fn remove(&self, uid: &str) {
         if let Ok(mut statuses) = self.0.lock() {
             statuses.remove(uid);
+        }
+    }
+}
+
+/// Logins (per CR uid) whose account exists but whose Secret write failed, so a retry writes the
+/// same login instead of creating one more account per attempt.
+#[derive(Default)]
+pub(crate) struct UnwrittenLogins(Mutex<HashMap<String, Credential>>);
+
+impl UnwrittenLogins {
+    pub(crate) fn get(&self, uid: &str) -> Option<Credential> {
+        self.0.lock().ok()?.get(uid).cloned()
+    }
+
+    pub(crate) fn insert(&self, uid: String, credential: Credential) {
+        if let Ok(mut logins) = self.0.lock() {
+            logins.insert(uid, credential);
+        }
+    }
+
+    pub(crate) fn remove(&self, uid: &str) {
+        if let Ok(mut logins) = self.0.lock() {
+            logins.remove(uid);
         }
     }
 }

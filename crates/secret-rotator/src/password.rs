@@ -7,8 +7,13 @@ use rand::rngs::SysRng;
 pub const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 /// Length of a password: 32 base62 characters carry 32 × log2(62) ≈ 190 bits of entropy.
 pub const PASSWORD_LEN: usize = 32;
-/// bcrypt cost registry-auth verifies against (2^10 rounds, bcrypt's common default).
-pub const DEFAULT_BCRYPT_COST: u32 = 10;
+/// bcrypt cost of new accounts (2^8 rounds; `OPERATOR_BCRYPT_COST` changes it). bcrypt's cost
+/// slows down guessing of weak, human-chosen passwords; these are 190-bit random strings that no
+/// cost makes guessable, so it only decides how much CPU rotations and first logins take.
+/// Measured on the 2-core test machine: cost 10 is 64-116 ms per hash, so rotating 1,000 Secrets
+/// needs over a minute of both cores for hashing alone (91-131 s in `cargo xtask bench
+/// secret-rotator`); cost 8 (19 ms) brings that to about 30 s.
+pub const DEFAULT_BCRYPT_COST: u32 = 8;
 
 /// Bits of entropy of a generated password.
 pub fn entropy_bits() -> f64 {

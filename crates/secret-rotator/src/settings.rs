@@ -13,15 +13,16 @@ pub const DEFAULT_SECRET_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Flags and environment variables of the rotator.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RotatorArgs {
-    /// Lifetime of every account (Go duration): a password stays valid this long after it was
-    /// generated, so pods holding an older Secret keep working.
-    #[arg(long, env = "OPERATOR_SECRET_TTL", default_value = "24h", value_parser = parse_duration)]
+    /// Lifetime of every account (Go duration; empty: 24h): a password stays valid this long
+    /// after it was generated, so pods holding an older Secret keep working.
+    #[arg(long, env = "OPERATOR_SECRET_TTL", default_value = "24h", value_parser = parse_ttl)]
     pub secret_ttl: Duration,
 
-    /// How often passwords rotate (Go duration); half the TTL when unset. Must be shorter than the
+    /// How often passwords rotate (Go duration; empty: half the TTL). Must be shorter than the
     /// TTL: the difference is how long an old password keeps working.
-    #[arg(long, env = "OPERATOR_SECRET_ROTATION_INTERVAL", value_parser = parse_duration)]
-    pub secret_rotation_interval: Option<Duration>,
+    #[arg(long, env = "OPERATOR_SECRET_ROTATION_INTERVAL", default_value = "",
+          value_parser = parse_interval)]
+    pub secret_rotation_interval: RotationInterval,
 
     /// Name of the ImageRegistry that push/pull secrets without `spec.registryRef` use.
     #[arg(
@@ -36,7 +37,8 @@ pub struct RotatorArgs {
     #[arg(long, env = "OPERATOR_DEFAULT_REGISTRY_NAMESPACE")]
     pub default_registry_namespace: Option<String>,
 
-    /// bcrypt cost of account password hashes (4-31); registry-auth pays it at every login.
+    /// bcrypt cost of account password hashes (4-31); registry-auth pays it at the first login
+    /// with each password. The passwords are 190-bit random, so a higher cost adds no safety.
     #[arg(long, env = "OPERATOR_BCRYPT_COST", default_value_t = DEFAULT_BCRYPT_COST,
           value_parser = clap::value_parser!(u32).range(4..=31))]
     pub bcrypt_cost: u32,
@@ -52,8 +54,30 @@ pub struct RotatorArgs {
     pub max_concurrent_reconciles: u16,
 }
 
-fn parse_duration(value: &str) -> Result<Duration, String> {
+/// How often passwords rotate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotationInterval {
+    /// Every half of the TTL, as the original.
+    HalfTheTtl,
+    Every(Duration),
+}
+
+/// A Go duration; empty (as a chart leaves an unset value) means the 24h default.
+fn parse_ttl(value: &str) -> Result<Duration, String> {
+    if value.is_empty() {
+        return Ok(DEFAULT_SECRET_TTL);
+    }
     parse_go_duration(value).map_err(|err| err.to_string())
+}
+
+/// A Go duration; empty means half the TTL.
+fn parse_interval(value: &str) -> Result<RotationInterval, String> {
+    if value.is_empty() {
+        return Ok(RotationInterval::HalfTheTtl);
+    }
+    parse_go_duration(value)
+        .map(RotationInterval::Every)
+        .map_err(|err| err.to_string())
 }
 
 /// Settings that contradict each other, with what to change.
@@ -123,15 +147,18 @@ impl Settings {
 impl RotatorArgs {
     /// The settings these flags ask for; `pod_namespace` is the rotator's own namespace.
     pub fn settings(&self, pod_namespace: Option<String>) -> Result<Settings, SettingsError> {
-        let namespace = self
-            .default_registry_namespace
-            .clone()
-            .or(pod_namespace)
-            .filter(|ns| !ns.is_empty())
+        let namespace = [self.default_registry_namespace.clone(), pod_namespace]
+            .into_iter()
+            .flatten()
+            .find(|ns| !ns.is_empty())
             .unwrap_or_else(|| "default".to_owned());
+        let interval = match self.secret_rotation_interval {
+            RotationInterval::HalfTheTtl => None,
+            RotationInterval::Every(interval) => Some(interval),
+        };
         let mut settings = Settings::new(
             self.secret_ttl,
-            self.secret_rotation_interval,
+            interval,
             RegistryKey::new(namespace, self.default_registry_name.clone()),
         )?;
         settings.bcrypt_cost = self.bcrypt_cost;
@@ -168,7 +195,7 @@ mod tests {
             settings.default_registry,
             RegistryKey::new("default", "registry")
         );
-        assert_eq!(settings.bcrypt_cost, 10);
+        assert_eq!(settings.bcrypt_cost, 8);
     }
 
     #[test]
@@ -181,6 +208,26 @@ mod tests {
             .settings(Some("wharf-system".into()))
             .expect("valid");
         assert_eq!(explicit.default_registry.namespace, "infra");
+    }
+
+    #[test]
+    fn empty_values_mean_the_defaults() {
+        let settings = parse(&[
+            "--secret-ttl",
+            "",
+            "--secret-rotation-interval",
+            "",
+            "--default-registry-namespace",
+            "",
+            "--watch-namespace",
+            "",
+        ])
+        .settings(Some("wharf-system".into()))
+        .expect("valid");
+        assert_eq!(settings.secret_ttl, DEFAULT_SECRET_TTL);
+        assert_eq!(settings.rotation_interval, DEFAULT_SECRET_TTL / 2);
+        assert_eq!(settings.default_registry.namespace, "wharf-system");
+        assert_eq!(settings.watch_namespace, None);
     }
 
     #[test]

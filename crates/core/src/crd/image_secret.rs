@@ -59,7 +59,7 @@ pub struct ImageRegistryRef {
     /// Name of the ImageRegistry.
     #[schemars(regex(pattern = schema::DNS_SUBDOMAIN_PATTERN), length(min = 1, max = 253))]
     pub name: String,
-    /// Namespace of the ImageRegistry; the operator's default registry namespace when empty.
+    /// Namespace of the ImageRegistry; the push/pull secret's own namespace when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = schema::DNS_SUBDOMAIN_PATTERN), length(min = 1, max = 63))]
     pub namespace: Option<String>,
