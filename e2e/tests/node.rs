@@ -26,13 +26,13 @@ use wharf_e2e::{TestEnv, repo_root};
 
 /// The node's sandbox image (lib-node.sh), a static binary: the smallest pod there is.
 const PAUSE_IMAGE: &str = "docker.io/wharf/pause:3.4";
-/// The images this test runs, as `cargo xtask images` names them (tag: wharf's version).
+/// The images this test runs, as `cargo xtask images` names them (tag: the chart's `dev`).
 const IMAGES: [&str; 3] = ["busybox", "registry-auth", "secret-rotator"];
 /// A pod here starts in 1-3 s; the margin is for a machine busy compiling.
 const POD_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn image(name: &str) -> String {
-    format!("docker.io/wharf/{name}:{}", env!("CARGO_PKG_VERSION"))
+    format!("docker.io/wharf/{name}:dev")
 }
 
 /// Starts (or finds) the node and imports the test's images, once per test binary.

@@ -232,17 +232,14 @@ mod tests {
     #[test]
     fn names_are_the_charts_defaults() {
         assert_eq!(
-            reference("registry-auth", "0.1.0"),
-            "docker.io/wharf/registry-auth:0.1.0"
+            reference("registry-auth", "dev"),
+            "docker.io/wharf/registry-auth:dev"
         );
         assert_eq!(
-            reference("nginx-mirror", "0.1.0"),
-            "docker.io/wharf/nginx-mirror:0.1.0"
+            reference("nginx-mirror", "dev"),
+            "docker.io/wharf/nginx-mirror:dev"
         );
-        assert_eq!(
-            reference("registry", "0.1.0"),
-            "docker.io/library/registry:2"
-        );
+        assert_eq!(reference("registry", "dev"), "docker.io/library/registry:2");
     }
 
     #[test]
@@ -263,13 +260,13 @@ mod tests {
 
     #[test]
     fn an_unknown_image_lists_the_known_ones() {
-        let error = assemble("nope", "0.1.0", Path::new("/nonexistent")).expect_err("unknown");
+        let error = assemble("nope", "dev", Path::new("/nonexistent")).expect_err("unknown");
         assert!(error.to_string().contains("mirror-controller"), "{error}");
     }
 
     #[test]
     fn a_component_without_its_release_binary_says_so() {
-        let error = assemble("registry-auth", "0.1.0", Path::new("/nonexistent/release"))
+        let error = assemble("registry-auth", "dev", Path::new("/nonexistent/release"))
             .expect_err("no binary");
         assert!(
             format!("{error:#}").contains("build of registry-auth"),
@@ -280,7 +277,7 @@ mod tests {
     #[test]
     fn the_registry_image_runs_as_upstream_does() {
         crate::images::ensure_host_packages(&host_packages("registry")).expect("packages");
-        let (rootfs, config) = assemble("registry", "0.1.0", Path::new("/nonexistent"))
+        let (rootfs, config) = assemble("registry", "dev", Path::new("/nonexistent"))
             .expect("the registry image from Debian's docker-registry");
         assert_eq!(config.entrypoint, ["/entrypoint.sh"]);
         assert_eq!(config.cmd, ["/etc/docker/registry/config.yml"]);
@@ -292,7 +289,7 @@ mod tests {
     #[test]
     fn the_nginx_image_has_what_the_mirror_pod_runs() {
         crate::images::ensure_host_packages(&host_packages("nginx-mirror")).expect("packages");
-        let (rootfs, config) = assemble("nginx-mirror", "0.1.0", Path::new("/nonexistent"))
+        let (rootfs, config) = assemble("nginx-mirror", "dev", Path::new("/nonexistent"))
             .expect("the nginx image from Debian's nginx");
         // The controller's command: /bin/sh -c '… mkdir, cat, rm … exec nginx -e stderr -c …'.
         for path in [

@@ -46,7 +46,7 @@ pub struct OciArchive {
 }
 
 /// The archive of a one-layer image of `rootfs` named `reference` (e.g.
-/// `docker.io/wharf/registry-auth:0.1.0`), for `ctr images import` or `skopeo copy oci-archive:`.
+/// `docker.io/wharf/registry-auth:dev`), for `ctr images import` or `skopeo copy oci-archive:`.
 pub fn build_archive(
     reference: &str,
     rootfs: &RootFs,
