@@ -1,5 +1,6 @@
 //! `cargo xtask …`: the developer and CI tasks of wharf.
 
+mod bench_control_plane;
 mod bench_data_plane;
 mod bench_registry_auth;
 mod bench_secret_rotator;
@@ -47,6 +48,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchTarget {
+    /// mirror-controller: 500 RegistryMirrors at once — until all converge, API writes, peak RSS.
+    ControlPlane,
     /// registry-auth: tokens per second for an already-verified account and for first logins.
     RegistryAuth,
     /// secret-rotator: 1,000 push/pull secrets at once — until Ready, a forced rotation, API requests.
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster { args } => scripts::cluster(&args),
         Command::Images(args) => images::run(args),
         Command::Bench { target } => match target {
+            BenchTarget::ControlPlane => bench_control_plane::run(),
             BenchTarget::RegistryAuth => bench_registry_auth::run(),
             BenchTarget::SecretRotator => bench_secret_rotator::run(),
             BenchTarget::DataPlane(options) => bench_data_plane::run(&options),

@@ -1,31 +1,126 @@
-//! Applying a mirror's children: each is compared with its cached live state first and sent
-//! (server-side apply, one field manager) only when it differs; objects whose immutable fields
-//! changed are recreated.
+//! Applying a mirror's children: each is sent (server-side apply, one field manager) only when
+//! it differs from its live state, which is read only when its version changed since this
+//! process last verified it; objects whose immutable fields changed are recreated.
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions, PropagationPolicy};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use wharf_core::apply::{apply, apply_if_changed, is_applied};
+use wharf_core::apply::{apply, is_applied};
 use wharf_core::mirror::names::{
     daemonset_name, headless_service_name, service_name, statefulset_name, tls_secret_name,
 };
 use wharf_core::mirror::{AgentTls, names::CA_CERT_KEY};
 use wharf_core::mirror::{
-    TlsPlan, ValidMirror, align_statefulset_quantities, build_daemonset, build_headless_service,
-    build_service, build_statefulset, build_tls_secret, content_hash, immutable_change, issue,
-    plan_tls, serving_sans,
+    SERVER_VALIDITY, TlsMaterial, TlsPlan, ValidMirror, align_statefulset_quantities,
+    build_daemonset, build_headless_service, build_service, build_statefulset, build_tls_secret,
+    content_hash, immutable_change, issue, plan_tls, read_material, serving_sans,
 };
 
+use crate::cache::Shrink;
 use crate::context::{Context, Stores};
 use crate::error::{Failure, invalid_message, is_not_found};
 use crate::inputs::TlsInUse;
+
+/// What is known of a child before comparing it with its desired state.
+enum Live<K> {
+    /// It does not exist (yet).
+    Absent,
+    /// This process verified (or wrote) this desired state at the cached resourceVersion.
+    Verified,
+    /// Read in full, to be compared.
+    Fetched(K),
+}
+
+/// A stable hash of a desired object.
+fn desired_hash<K: Serialize>(desired: &K) -> String {
+    content_hash([serde_json::to_vec(desired).unwrap_or_default().as_slice()])
+}
+
+/// The live state of the child named like `desired`, read in full only when this process has
+/// not verified its current resourceVersion for `hash`.
+async fn live_state<K>(
+    ctx: &Context,
+    cached: Option<&K>,
+    name: &str,
+    hash: &str,
+) -> Result<Live<K>, Failure>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Shrink
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let Some(cached) = cached else {
+        return Ok(Live::Absent);
+    };
+    let version = cached.resource_version().unwrap_or_default();
+    if ctx.verified.holds(K::KIND, name, &version, hash) {
+        return Ok(Live::Verified);
+    }
+    let live = api::<K>(ctx)
+        .get_opt(name)
+        .await
+        .map_err(Failure::api(format!("reading {} {name}", K::KIND)))?;
+    Ok(live.map_or(Live::Absent, Live::Fetched))
+}
+
+/// Makes the child `desired` describes hold that state: nothing when verified, a read and a
+/// comparison when its version changed, an apply when it differs. Returns the full object when
+/// one was read or written.
+pub async fn ensure<K>(ctx: &Context, cached: Option<&K>, desired: &K) -> Result<Option<K>, Failure>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Shrink
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let hash = desired_hash(desired);
+    match live_state(ctx, cached, &name, &hash).await? {
+        Live::Verified => Ok(None),
+        Live::Fetched(live) if is_applied(desired, &live) => {
+            record(ctx, &live, hash);
+            Ok(Some(live))
+        }
+        _ => write(ctx, desired, hash).await.map(Some),
+    }
+}
+
+/// Server-side applies `desired` (counted) and records the version it produced.
+async fn write<K>(ctx: &Context, desired: &K, hash: String) -> Result<K, Failure>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Shrink
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    ctx.metrics.api_write(K::KIND);
+    let written = apply(&api(ctx), &ctx.manager, desired)
+        .await
+        .map_err(|err| rejected_or_api(K::KIND, desired, err))?;
+    record(ctx, &written, hash);
+    Ok(written)
+}
+
+fn record<K: Resource + Shrink>(ctx: &Context, object: &K, hash: String) {
+    ctx.verified.record(
+        K::KIND,
+        object.meta().name.as_deref().unwrap_or_default(),
+        object.meta().resource_version.clone().unwrap_or_default(),
+        hash,
+    );
+}
 
 /// Applies both Services and returns the ClusterIP of the main one.
 pub async fn services(ctx: &Context, mirror: &ValidMirror) -> Result<Option<String>, Failure> {
@@ -33,94 +128,66 @@ pub async fn services(ctx: &Context, mirror: &ValidMirror) -> Result<Option<Stri
     let namespace = &settings.namespace;
     let service = build_service(mirror, settings);
     let headless = build_headless_service(mirror, settings);
-    let live_service = Stores::get(&ctx.stores.services, namespace, &service_name(&mirror.name));
-    let live_headless = Stores::get(
+    let cached = Stores::get(&ctx.stores.services, namespace, &service_name(&mirror.name));
+    let cached_headless = Stores::get(
         &ctx.stores.services,
         namespace,
         &headless_service_name(&mirror.name),
     );
-    let main = async {
-        match live_service {
-            Some(live) if is_applied(&service, live.as_ref()) => Ok(live.as_ref().clone()),
-            _ => {
-                ctx.metrics.api_write("Service");
-                apply(&api(ctx), &ctx.manager, &service)
-                    .await
-                    .map_err(|err| rejected_or_api("Service", &service, err))
-            }
-        }
-    };
-    let (main, _) =
-        futures::try_join!(main, apply_child(ctx, "Service", live_headless, &headless))?;
-    Ok(main.spec.and_then(|spec| spec.cluster_ip))
+    let (main, _) = futures::try_join!(
+        ensure(ctx, cached.as_deref(), &service),
+        ensure(ctx, cached_headless.as_deref(), &headless),
+    )?;
+    let cluster_ip = |s: &Service| s.spec.as_ref().and_then(|spec| spec.cluster_ip.clone());
+    Ok(match main {
+        Some(service) => cluster_ip(&service),
+        None => cached.as_deref().and_then(cluster_ip),
+    })
 }
 
-/// Applies `desired` unless its cached live state already matches; counts the write.
-pub async fn apply_child<K>(
-    ctx: &Context,
-    kind: &'static str,
-    live: Option<Arc<K>>,
-    desired: &K,
-) -> Result<bool, Failure>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    if let Some(live) = &live
-        && is_applied(desired, live.as_ref())
-    {
-        return Ok(false);
-    }
-    ctx.metrics.api_write(kind);
-    apply_if_changed(&api(ctx), &ctx.manager, None, desired)
-        .await
-        .map_err(|err| rejected_or_api(kind, desired, err))
+/// The mirror's generated TLS material, decided before anything is applied so the Secret and
+/// the workloads that hash it can be applied together.
+pub struct PreparedTls {
+    pub in_use: TlsInUse,
+    pub recheck_at: SystemTime,
+    material: TlsMaterial,
+    secret: Secret,
+    cached: Option<std::sync::Arc<Secret>>,
 }
 
-/// The generated TLS Secret of a mirror: kept while its certificate is good, (re)issued when
-/// it is missing, lacks a name (e.g. a new ClusterIP or masquerade host) or nears its end.
-pub async fn generated_tls(
+/// Decides the generated TLS material: the live one while its certificate is good, else a new
+/// certificate (with the live CA while that is good) when it is missing, lacks a name (e.g. a
+/// new ClusterIP or masquerade host) or nears its end.
+pub async fn prepare_generated_tls(
     ctx: &Context,
     mirror: &ValidMirror,
     cluster_ip: Option<&str>,
-) -> Result<(TlsInUse, SystemTime), Failure> {
+) -> Result<PreparedTls, Failure> {
     let settings = &ctx.mirror_settings;
     let name = tls_secret_name(&mirror.name);
-    let live = Stores::get(&ctx.stores.secrets, &settings.namespace, &name);
+    let cached = Stores::get(&ctx.stores.secrets, &settings.namespace, &name);
+    let live = match cached.as_deref() {
+        Some(cached) => tls_material_at(ctx, &name, cached).await?,
+        None => None,
+    };
     let sans = serving_sans(mirror, settings, cluster_ip);
     let now = SystemTime::now();
-    let (material, recheck_at) = match plan_tls(live.as_deref(), &sans, now) {
+    let (material, recheck_at) = match plan_tls(live, &sans, now) {
         TlsPlan::Keep {
             material,
             recheck_at,
-        } => {
-            // The data is right; labels or owner may still need the apply.
-            apply_child(
-                ctx,
-                "Secret",
-                live,
-                &build_tls_secret(mirror, settings, &material),
-            )
-            .await?;
-            (material, recheck_at)
-        }
+        } => (material, recheck_at),
         TlsPlan::Issue {
             reusable_ca,
             reason,
         } => {
             tracing::info!(mirror = %mirror.name, reason, "issuing a serving certificate");
             let material = issue(mirror, reusable_ca, &sans, now)?;
-            let secret = build_tls_secret(mirror, settings, &material);
-            apply_child(ctx, "Secret", None, &secret).await?;
-            let recheck_at = now + wharf_core::mirror::SERVER_VALIDITY / 3 * 2;
-            (material, recheck_at)
+            (material, now + SERVER_VALIDITY / 3 * 2)
         }
     };
-    Ok((
-        TlsInUse {
+    Ok(PreparedTls {
+        in_use: TlsInUse {
             agent: AgentTls {
                 secret_name: name.clone(),
                 ca_key: CA_CERT_KEY.into(),
@@ -133,7 +200,60 @@ pub async fn generated_tls(
             ca_hash: content_hash([material.ca.cert_pem.as_bytes()]),
         },
         recheck_at,
-    ))
+        secret: build_tls_secret(mirror, settings, &material),
+        material,
+        cached,
+    })
+}
+
+/// Applies the prepared TLS Secret (kept material may still need it for labels or owner).
+pub async fn generated_tls(ctx: &Context, prepared: &PreparedTls) -> Result<(), Failure> {
+    if let Some(written) = ensure(ctx, prepared.cached.as_deref(), &prepared.secret).await? {
+        let version = written.resource_version().unwrap_or_default();
+        ctx.tls_material
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                prepared.in_use.secret_name.clone(),
+                (version, prepared.material.clone()),
+            );
+    }
+    Ok(())
+}
+
+/// The material in the generated TLS Secret at the cached version: remembered, or read.
+async fn tls_material_at(
+    ctx: &Context,
+    name: &str,
+    cached: &Secret,
+) -> Result<Option<TlsMaterial>, Failure> {
+    let version = cached.resource_version().unwrap_or_default();
+    {
+        let known = ctx.tls_material.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, material)) = known.get(name)
+            && *at == version
+        {
+            return Ok(Some(material.clone()));
+        }
+    }
+    let secret = api::<Secret>(ctx)
+        .get_opt(name)
+        .await
+        .map_err(Failure::api(format!("reading Secret {name}")))?;
+    let material = secret.as_ref().and_then(read_material);
+    if let (Some(secret), Some(material)) = (&secret, &material) {
+        ctx.tls_material
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                name.to_owned(),
+                (
+                    secret.resource_version().unwrap_or_default(),
+                    material.clone(),
+                ),
+            );
+    }
+    Ok(material)
 }
 
 /// Deletes the generated TLS Secret once a DOCKER_CERTIFICATE_SECRET replaces it.
@@ -170,41 +290,46 @@ pub async fn statefulset(
 ) -> Result<(), Failure> {
     let settings = &ctx.mirror_settings;
     let mut desired = build_statefulset(mirror, settings, tls_secret, config_hash);
+    let hash = desired_hash(&desired);
     let name = statefulset_name(&mirror.name);
-    let live = Stores::get(&ctx.stores.statefulsets, &settings.namespace, &name);
-    let claim_changed = match &live {
-        None => true,
-        Some(live) => {
-            align_statefulset_quantities(&mut desired, live);
-            immutable_change(&desired, live) == Some("spec.volumeClaimTemplates")
+    let cached = Stores::get(&ctx.stores.statefulsets, &settings.namespace, &name);
+    match live_state::<StatefulSet>(ctx, cached.as_deref(), &name, &hash).await? {
+        Live::Verified => return Ok(()),
+        Live::Absent => check_claim_template(ctx, mirror).await?,
+        Live::Fetched(live) => {
+            align_statefulset_quantities(&mut desired, &live);
+            let field = if live.metadata.deletion_timestamp.is_some() {
+                Some("spec")
+            } else {
+                immutable_change(&desired, &live)
+            };
+            if let Some(field) = field {
+                if field == "spec.volumeClaimTemplates" {
+                    check_claim_template(ctx, mirror).await?;
+                }
+                recreate(ctx, &live).await?;
+                return Err(Failure::Recreating {
+                    kind: "StatefulSet",
+                    name,
+                    field,
+                });
+            }
+            if is_applied(&desired, &live) {
+                record(ctx, &live, hash);
+                return Ok(());
+            }
         }
-    };
-    if claim_changed {
-        check_claim_template(ctx, mirror).await?;
     }
-    if let Some(live) = &live {
-        let field = if live.metadata.deletion_timestamp.is_some() {
-            Some("spec")
-        } else {
-            immutable_change(&desired, live)
-        };
-        if let Some(field) = field {
-            recreate::<StatefulSet>(ctx, live.as_ref()).await?;
-            return Err(Failure::Recreating {
-                kind: "StatefulSet",
-                name,
-                field,
-            });
-        }
-    }
-    apply_child(ctx, "StatefulSet", live, &desired).await?;
-    Ok(())
+    write(ctx, &desired, hash).await.map(drop)
 }
 
 /// Lets the API server judge a new claim template (a dry-run create of the claim the
 /// StatefulSet would make): it does not validate the templates inside a StatefulSet, so a bad
 /// one would otherwise only show as pods that never start.
 async fn check_claim_template(ctx: &Context, mirror: &ValidMirror) -> Result<(), Failure> {
+    if !mirror.custom_claim_template {
+        return Ok(());
+    }
     let mut claim = mirror.claim_template.clone();
     claim.metadata.name = None;
     claim.metadata.generate_name = Some(format!(
@@ -223,6 +348,12 @@ async fn check_claim_template(ctx: &Context, mirror: &ValidMirror) -> Result<(),
         .await
     {
         Ok(_) => Ok(()),
+        // Validation runs before quota and other admission checks; a refusal by those (no
+        // room in a quota, no permission for dry runs) says nothing about the template.
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            tracing::debug!(mirror = %mirror.name, reason = %status.message, "the claim template could not be checked");
+            Ok(())
+        }
         Err(err) => match invalid_message(&err) {
             Some(message) => Err(Failure::Rejected {
                 kind: "PersistentVolumeClaim",
@@ -239,28 +370,36 @@ async fn check_claim_template(ctx: &Context, mirror: &ValidMirror) -> Result<(),
 pub async fn daemonset(ctx: &Context, mirror: &ValidMirror, tls: &TlsInUse) -> Result<(), Failure> {
     let settings = &ctx.mirror_settings;
     let desired = build_daemonset(mirror, settings, &tls.agent, &tls.ca_hash);
+    let hash = desired_hash(&desired);
     let name = daemonset_name(&mirror.name);
-    let live = Stores::get(&ctx.stores.daemonsets, &settings.namespace, &name);
-    if let Some(live) = &live {
-        let selector = |ds: &DaemonSet| ds.spec.as_ref().map(|spec| spec.selector.clone());
-        let field = if live.metadata.deletion_timestamp.is_some() {
-            Some("spec")
-        } else if selector(&desired) != selector(live) {
-            Some("spec.selector")
-        } else {
-            None
-        };
-        if let Some(field) = field {
-            recreate::<DaemonSet>(ctx, live.as_ref()).await?;
-            return Err(Failure::Recreating {
-                kind: "DaemonSet",
-                name,
-                field,
-            });
+    let cached = Stores::get(&ctx.stores.daemonsets, &settings.namespace, &name);
+    match live_state::<DaemonSet>(ctx, cached.as_deref(), &name, &hash).await? {
+        Live::Verified => return Ok(()),
+        Live::Absent => {}
+        Live::Fetched(live) => {
+            let selector = |ds: &DaemonSet| ds.spec.as_ref().map(|spec| spec.selector.clone());
+            let field = if live.metadata.deletion_timestamp.is_some() {
+                Some("spec")
+            } else if selector(&desired) != selector(&live) {
+                Some("spec.selector")
+            } else {
+                None
+            };
+            if let Some(field) = field {
+                recreate(ctx, &live).await?;
+                return Err(Failure::Recreating {
+                    kind: "DaemonSet",
+                    name,
+                    field,
+                });
+            }
+            if is_applied(&desired, &live) {
+                record(ctx, &live, hash);
+                return Ok(());
+            }
         }
     }
-    apply_child(ctx, "DaemonSet", live, &desired).await?;
-    Ok(())
+    write(ctx, &desired, hash).await.map(drop)
 }
 
 /// Deletes `live` leaving its pods (and their volumes) for the replacement to adopt; a

@@ -2,7 +2,6 @@
 //! children (the "live" side of every zero-write comparison), the event recorder and metrics.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
@@ -16,8 +15,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
+use crate::cache::{Readiness, Verified};
 use crate::stored::StoredMirror;
-use wharf_core::mirror::MirrorSettings;
+use wharf_core::mirror::{MirrorSettings, TlsMaterial};
 use wharf_core::runtime::ControllerMetrics;
 
 use crate::settings::Settings;
@@ -56,46 +56,6 @@ impl Stores {
     }
 }
 
-/// Tracks which caches have completed their first list. (kube's `Store::wait_until_ready`
-/// wakes only the last of several concurrent waiters, so reconciles cannot all wait on it.)
-#[derive(Clone)]
-pub struct Readiness {
-    listed: tokio::sync::watch::Sender<usize>,
-    members: Arc<AtomicUsize>,
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Self {
-            listed: tokio::sync::watch::Sender::new(0),
-            members: Arc::default(),
-        }
-    }
-}
-
-impl Readiness {
-    /// Registers one more cache; the returned function marks it listed (only the first call
-    /// counts: a relist after a lost watch does not make it "more" ready).
-    pub fn member(&self) -> impl Fn() + Send + Sync + 'static {
-        self.members.fetch_add(1, Ordering::SeqCst);
-        let listed = self.listed.clone();
-        let done = AtomicBool::new(false);
-        move || {
-            if !done.swap(true, Ordering::SeqCst) {
-                listed.send_modify(|count| *count += 1);
-            }
-        }
-    }
-
-    /// Resolves once every registered cache has been listed.
-    pub async fn wait(&self) {
-        let members = self.members.load(Ordering::SeqCst);
-        let mut listed = self.listed.subscribe();
-        // The sender lives as long as `self`, so this cannot fail.
-        let _ = listed.wait_for(|count| *count >= members).await;
-    }
-}
-
 /// Shared state of the controller.
 pub struct Context {
     pub client: Client,
@@ -104,6 +64,11 @@ pub struct Context {
     pub stores: Stores,
     pub metrics: Arc<ControllerMetrics>,
     pub manager: String,
+    /// Children known to hold their desired state (see [`Verified`]).
+    pub verified: Arc<Verified>,
+    /// The generated TLS material per Secret name, with the resourceVersion it was read at
+    /// (the Secret cache holds no data).
+    pub tls_material: Mutex<HashMap<String, (String, TlsMaterial)>>,
     recorder: Recorder,
     /// Serializes this process's edits of `imageswap-maps`; other writers are handled with
     /// optimistic concurrency.
@@ -122,6 +87,7 @@ impl Context {
         client: Client,
         settings: Settings,
         stores: Stores,
+        verified: Arc<Verified>,
         metrics: Arc<ControllerMetrics>,
     ) -> Self {
         let reporter = Reporter {
@@ -136,6 +102,8 @@ impl Context {
             imageswap_recorded: Mutex::new(false),
             attempts: Mutex::default(),
             warned: Mutex::default(),
+            tls_material: Mutex::default(),
+            verified,
             client,
             settings,
             stores,

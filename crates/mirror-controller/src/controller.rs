@@ -5,16 +5,15 @@ use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use wharf_core::crd::RegistryMirror;
 use wharf_core::mirror::names::{
     IMAGESWAP_CONFIG_MAP, IMAGESWAP_MAPS_KEY, children_selector, service_name,
@@ -22,7 +21,8 @@ use wharf_core::mirror::names::{
 use wharf_core::mirror::{AddressingScheme, mirror_line};
 use wharf_core::runtime::ControllerMetrics;
 
-use crate::context::{Context, Readiness, Stores};
+use crate::cache::{Readiness, Verified, cached};
+use crate::context::{Context, Stores};
 use crate::error::MASQUERADE_TAKEN;
 use crate::reconcile::{error_policy, reconcile};
 use crate::settings::Settings;
@@ -55,11 +55,12 @@ pub async fn run(
         mirror_config = mirror_config.labels(selector);
     }
     let readiness = Readiness::default();
+    let verified = Arc::new(Verified::default());
     let (mirrors, mirror_stream) = cached(
         Api::<StoredMirror>::all(client.clone()),
         mirror_config,
-        true,
         &readiness,
+        None,
     );
     // A mirror refused for a masquerade host that another one holds gets another chance as
     // soon as any mirror changes or goes away (the holder may have been the one).
@@ -81,34 +82,34 @@ pub async fn run(
     let (services, service_stream) = cached(
         Api::<Service>::namespaced(client.clone(), &namespace),
         children.clone(),
-        true,
         &readiness,
+        Some(verified.clone()),
     );
     let (statefulsets, statefulset_stream) = cached(
         Api::<StatefulSet>::namespaced(client.clone(), &namespace),
         children.clone(),
-        true,
         &readiness,
+        Some(verified.clone()),
     );
     let (daemonsets, daemonset_stream) = cached(
         Api::<DaemonSet>::namespaced(client.clone(), &namespace),
         children.clone(),
-        true,
         &readiness,
+        Some(verified.clone()),
     );
     let (secrets, secret_stream) = cached(
         Api::<Secret>::namespaced(client.clone(), &namespace),
         children,
-        true,
         &readiness,
+        Some(verified.clone()),
     );
 
     let imageswap = (settings.addressing_scheme == AddressingScheme::Services).then(|| {
         cached(
             Api::<ConfigMap>::namespaced(client.clone(), settings.imageswap_namespace()),
             watcher::Config::default().fields(&format!("metadata.name={IMAGESWAP_CONFIG_MAP}")),
-            true,
             &readiness,
+            None,
         )
     });
 
@@ -172,7 +173,7 @@ pub async fn run(
         });
     }
 
-    let context = Arc::new(Context::new(client, settings, stores, metrics));
+    let context = Arc::new(Context::new(client, settings, stores, verified, metrics));
     controller
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -183,39 +184,6 @@ pub async fn run(
         })
         .await;
     Ok(())
-}
-
-/// A cache of `K` and the watch stream that fills it (managed fields dropped: they are most of
-/// an object's size and nothing here reads them).
-fn cached<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    include_deletions: bool,
-    readiness: &Readiness,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let (store, writer) = reflector::store();
-    let mark_listed = readiness.member();
-    let events = watcher(api, config)
-        .default_backoff()
-        .modify(|object: &mut K| object.managed_fields_mut().clear())
-        .reflect(writer)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::InitDone) = event {
-                mark_listed();
-            }
-        });
-    let stream = if include_deletions {
-        events.touched_objects().boxed()
-    } else {
-        events.applied_objects().boxed()
-    };
-    (store, stream)
 }
 
 /// Whether `mirror` was refused because another mirror holds its masquerade host.

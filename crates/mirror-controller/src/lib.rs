@@ -5,6 +5,7 @@
 //! [`run`] is the whole controller, so tests and benchmarks run it in-process; `main.rs` only
 //! adds the process runtime (logs, health, metrics, leader election) and `--map-check`.
 
+mod cache;
 mod children;
 mod context;
 mod controller;

@@ -20,7 +20,7 @@ use crate::error::{Error, Failure};
 use crate::imageswap;
 use crate::inputs;
 use crate::status::{self, Synced};
-use crate::stored::StoredMirror;
+use crate::stored::{SpecError, StoredMirror};
 
 /// A healthy mirror is looked at again at least this often (drift of unwatched inputs, such
 /// as the CA bundle content, is caught by then).
@@ -110,15 +110,20 @@ async fn sync(
     );
     let (cluster_ip, _) = futures::try_join!(
         children::services(ctx, &valid),
-        children::apply_child(ctx, "Secret", live_config, &config_secret),
+        children::ensure(ctx, live_config.as_deref(), &config_secret),
     )?;
 
-    let (tls, recheck_at) = match user_tls {
-        Some(tls) => {
+    let (tls, prepared, recheck_at) = match user_tls {
+        Some(user) => {
             children::prune_generated_tls(ctx, &valid).await?;
-            (tls, SystemTime::now() + RESYNC)
+            (user, None, SystemTime::now() + RESYNC)
         }
-        None => children::generated_tls(ctx, &valid, cluster_ip.as_deref()).await?,
+        None => {
+            let prepared =
+                children::prepare_generated_tls(ctx, &valid, cluster_ip.as_deref()).await?;
+            let recheck_at = prepared.recheck_at;
+            (prepared.in_use.clone(), Some(prepared), recheck_at)
+        }
     };
 
     let config_hash = content_hash([
@@ -126,7 +131,14 @@ async fn sync(
         tls.serving_hash.as_bytes(),
         ca_bundle_hash.as_deref().unwrap_or_default().as_bytes(),
     ]);
+    let apply_tls = async {
+        match &prepared {
+            Some(prepared) => children::generated_tls(ctx, prepared).await,
+            None => Ok(()),
+        }
+    };
     futures::try_join!(
+        apply_tls,
         children::statefulset(ctx, &valid, &tls.secret_name, &config_hash),
         children::daemonset(ctx, &valid, &tls),
     )?;
@@ -153,7 +165,7 @@ async fn sync(
 }
 
 /// A spec that does not even parse (stored before the CRD had a schema).
-fn unreadable(err: &serde_json::Error) -> Failure {
+fn unreadable(err: &SpecError) -> Failure {
     Failure::InvalidSpec {
         problems: vec![SpecProblem {
             field: "spec",

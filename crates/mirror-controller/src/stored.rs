@@ -13,6 +13,15 @@ use serde_json::Value;
 use wharf_core::crd::{RegistryMirror, RegistryMirrorSpec, RegistryMirrorStatus};
 use wharf_core::mirror::HostClaim;
 
+/// Why a stored spec cannot be read.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if path == "." { String::new() } else { format!("spec.{path}: ") })]
+pub struct SpecError {
+    /// Where in the spec (`.` for the spec itself).
+    pub path: String,
+    pub message: String,
+}
+
 /// A RegistryMirror with its spec and status left unparsed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StoredMirror {
@@ -54,9 +63,13 @@ impl Resource for StoredMirror {
 }
 
 impl StoredMirror {
-    /// The typed mirror, or why its spec cannot be read.
-    pub fn typed(&self) -> Result<RegistryMirror, serde_json::Error> {
-        let spec: RegistryMirrorSpec = serde_json::from_value(self.spec.clone())?;
+    /// The typed mirror, or why its spec cannot be read (with the path of the field).
+    pub fn typed(&self) -> Result<RegistryMirror, SpecError> {
+        let spec: RegistryMirrorSpec = serde_path_to_error::deserialize(self.spec.clone())
+            .map_err(|err| SpecError {
+                path: err.path().to_string(),
+                message: err.into_inner().to_string(),
+            })?;
         Ok(RegistryMirror {
             metadata: self.metadata.clone(),
             spec,

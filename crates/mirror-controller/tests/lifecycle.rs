@@ -9,7 +9,7 @@ use common::{CONVERGE, Harness, ds_env, secret_text, template_hash};
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use wharf_core::conditions::READY;
 use wharf_core::tls;
@@ -201,6 +201,25 @@ async fn spec_changes_reach_the_children_and_roll_the_pods() {
         Some("mirror-ghcr.io")
     );
     assert_ne!(before_ds.resource_version(), after_ds.resource_version());
+
+    // Someone else edits a child: the controller puts its fields back.
+    h.services
+        .patch(
+            &base,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"selector": {"component": "hijacked"}}})),
+        )
+        .await
+        .expect("foreign edit");
+    h.env
+        .wait_for(&h.services, &base, CONVERGE, |service: &Service| {
+            service
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .is_some_and(|s| s.get("component").map(String::as_str) == Some("registry"))
+        })
+        .await;
 
     // A new masquerade host needs a certificate naming it.
     let tls_secret: Secret = h

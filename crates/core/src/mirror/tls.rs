@@ -72,10 +72,11 @@ pub enum TlsPlan {
     },
 }
 
-/// Decides whether the certificate in `live` can stay: it must parse, carry every SAN, belong
-/// to its key, be signed by the CA next to it, and neither it nor the CA may be due for renewal.
-pub fn plan_tls(live: Option<&Secret>, sans: &[String], now: SystemTime) -> TlsPlan {
-    let Some(material) = live.and_then(read_material) else {
+/// Decides whether the live material (see [`read_material`]) can stay: the certificate must
+/// parse, carry every SAN, belong to its key, be signed by the CA next to it, and neither it nor
+/// the CA may be due for renewal.
+pub fn plan_tls(live: Option<TlsMaterial>, sans: &[String], now: SystemTime) -> TlsPlan {
+    let Some(material) = live else {
         return TlsPlan::Issue {
             reusable_ca: None,
             reason: "no certificate yet",
@@ -242,7 +243,7 @@ mod tests {
             secret.metadata.name.as_deref(),
             Some("registry-mirror-docker-tls")
         );
-        match plan_tls(Some(&secret), &sans(), now + DAY) {
+        match plan_tls(read_material(&secret), &sans(), now + DAY) {
             TlsPlan::Keep {
                 recheck_at,
                 material,
@@ -257,7 +258,7 @@ mod tests {
             }
             other => panic!("expected Keep, got {other:?}"),
         }
-        match plan_tls(Some(&secret), &sans(), now + 250 * DAY) {
+        match plan_tls(read_material(&secret), &sans(), now + 250 * DAY) {
             TlsPlan::Issue {
                 reusable_ca,
                 reason,
@@ -274,7 +275,7 @@ mod tests {
         let now = SystemTime::now();
         let secret = generated(now);
         assert!(matches!(
-            plan_tls(Some(&secret), &sans(), now + 4 * 365 * DAY),
+            plan_tls(read_material(&secret), &sans(), now + 4 * 365 * DAY),
             TlsPlan::Issue {
                 reusable_ca: None,
                 ..
@@ -288,7 +289,7 @@ mod tests {
         let secret = generated(now);
         let mut more = sans();
         more.push("10.96.0.8".into());
-        match plan_tls(Some(&secret), &more, now) {
+        match plan_tls(read_material(&secret), &more, now) {
             TlsPlan::Issue {
                 reusable_ca: Some(ca),
                 reason,
@@ -314,7 +315,7 @@ mod tests {
             other.data.as_ref().expect("data")[TLS_KEY_KEY].clone(),
         );
         assert!(matches!(
-            plan_tls(Some(&secret), &sans(), now),
+            plan_tls(read_material(&secret), &sans(), now),
             TlsPlan::Issue {
                 reason: "the key does not match the certificate",
                 ..
@@ -322,7 +323,7 @@ mod tests {
         ));
         data_remove(&mut secret, CA_KEY_KEY);
         assert!(matches!(
-            plan_tls(Some(&secret), &sans(), now),
+            plan_tls(read_material(&secret), &sans(), now),
             TlsPlan::Issue {
                 reusable_ca: None,
                 ..

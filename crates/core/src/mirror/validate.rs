@@ -54,6 +54,8 @@ pub struct ValidMirror {
     pub credentials_secret: Option<String>,
     /// The `image-store` claim template, defaults filled in.
     pub claim_template: PersistentVolumeClaim,
+    /// Whether the spec gave a claim template (else it is the known-good default).
+    pub custom_claim_template: bool,
     /// Maximum size of nginx's cache, in bytes.
     pub cache_max_size_bytes: u64,
     /// PriorityClass of the mirror's pods.
@@ -130,6 +132,7 @@ pub fn validate(mirror: &RegistryMirror) -> Result<ValidMirror, Vec<SpecProblem>
             upstream: spec.upstream_url.clone(),
             credentials_secret: spec.credentials_secret.clone(),
             claim_template: claim,
+            custom_claim_template: spec.volume_claim_template.is_some(),
             cache_max_size_bytes,
             priority_class: spec.priority_class.clone(),
             tag_ttl_seconds: spec.effective_tag_ttl_seconds(),
@@ -352,6 +355,7 @@ mod tests {
         assert_eq!(valid.owner.kind, "RegistryMirror");
         assert_eq!(valid.owner.controller, Some(true));
         assert_eq!(valid.tag_ttl_seconds, 60);
+        assert!(!valid.custom_claim_template);
     }
 
     #[test]
@@ -372,6 +376,7 @@ mod tests {
             }),
         });
         let valid = validate(&m).expect("valid");
+        assert!(valid.custom_claim_template);
         assert_eq!(valid.cache_max_size_bytes, 80_000_000_000);
         let spec = valid.claim_template.spec.expect("spec");
         assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));

@@ -1,0 +1,268 @@
+//! The watched caches, kept small: children are cached without what reconciles do not read
+//! (specs, Secret data), and a child is compared in full only when its resourceVersion differs
+//! from the one this process last verified or wrote for the same desired state.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+/// Objects per page of a watch's initial list: big pages are big transient allocations.
+const PAGE_SIZE: u32 = 100;
+
+/// Tracks which caches have completed their first list. (kube's `Store::wait_until_ready`
+/// wakes only the last of several concurrent waiters, so reconciles cannot all wait on it.)
+#[derive(Clone)]
+pub struct Readiness {
+    listed: tokio::sync::watch::Sender<usize>,
+    members: Arc<AtomicUsize>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self {
+            listed: tokio::sync::watch::Sender::new(0),
+            members: Arc::default(),
+        }
+    }
+}
+
+impl Readiness {
+    /// Registers one more cache; the returned function marks it listed (only the first call
+    /// counts: a relist after a lost watch does not make it "more" ready).
+    pub fn member(&self) -> impl Fn() + Send + Sync + 'static {
+        self.members.fetch_add(1, Ordering::SeqCst);
+        let listed = self.listed.clone();
+        let done = AtomicBool::new(false);
+        move || {
+            if !done.swap(true, Ordering::SeqCst) {
+                listed.send_modify(|count| *count += 1);
+            }
+        }
+    }
+
+    /// Resolves once every registered cache has been listed.
+    pub async fn wait(&self) {
+        let members = self.members.load(Ordering::SeqCst);
+        let mut listed = self.listed.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = listed.wait_for(|count| *count >= members).await;
+    }
+}
+
+/// For each child: the resourceVersion at which it was last seen to hold a desired state, and
+/// that state's hash. Same version and same hash: nothing to compare, nothing to write.
+#[derive(Default)]
+pub struct Verified {
+    children: Mutex<HashMap<ChildKey, VerifiedState>>,
+}
+
+/// A child: kind and name (the namespace is the controller's).
+type ChildKey = (&'static str, String);
+/// resourceVersion and desired-state hash.
+type VerifiedState = (String, String);
+
+impl Verified {
+    /// Whether `kind`/`name` at `version` was verified to hold the state hashed as `hash`.
+    pub fn holds(&self, kind: &'static str, name: &str, version: &str, hash: &str) -> bool {
+        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children
+            .get(&(kind, name.to_owned()))
+            .is_some_and(|(v, h)| v == version && h == hash)
+    }
+
+    pub fn record(&self, kind: &'static str, name: &str, version: String, hash: String) {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children.insert((kind, name.to_owned()), (version, hash));
+    }
+
+    pub fn forget(&self, kind: &'static str, name: &str) {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children.remove(&(kind, name.to_owned()));
+    }
+}
+
+/// What a cache keeps of an object of kind `K`.
+pub trait Shrink {
+    /// The kind's name as [`Verified`] and the write metrics use it.
+    const KIND: &'static str;
+    /// Drops what reconciles never read from the cache (managed fields always).
+    fn shrink(&mut self);
+}
+
+impl Shrink for Service {
+    const KIND: &'static str = "Service";
+    /// Only the ClusterIP is read from the cache.
+    fn shrink(&mut self) {
+        self.spec = self.spec.take().map(|spec| ServiceSpec {
+            cluster_ip: spec.cluster_ip,
+            ..ServiceSpec::default()
+        });
+        self.status = None;
+    }
+}
+
+impl Shrink for StatefulSet {
+    const KIND: &'static str = "StatefulSet";
+    /// Replicas and status make the Ready condition; the rest is compared fetched in full.
+    fn shrink(&mut self) {
+        self.spec = self.spec.take().map(|spec| StatefulSetSpec {
+            replicas: spec.replicas,
+            ..StatefulSetSpec::default()
+        });
+    }
+}
+
+impl Shrink for DaemonSet {
+    const KIND: &'static str = "DaemonSet";
+    fn shrink(&mut self) {
+        self.spec = None;
+    }
+}
+
+impl Shrink for Secret {
+    const KIND: &'static str = "Secret";
+    fn shrink(&mut self) {
+        self.data = None;
+        self.string_data = None;
+    }
+}
+
+impl Shrink for k8s_openapi::api::core::v1::ConfigMap {
+    const KIND: &'static str = "ConfigMap";
+    /// imageswap-maps is read whole.
+    fn shrink(&mut self) {}
+}
+
+impl Shrink for crate::stored::StoredMirror {
+    const KIND: &'static str = "RegistryMirror";
+    fn shrink(&mut self) {}
+}
+
+/// A cache of `K` and the watch stream that fills it. `forget` drops what [`Verified`] knows
+/// of deleted objects.
+pub fn cached<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    readiness: &Readiness,
+    forget: Option<Arc<Verified>>,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Shrink
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let mark_listed = readiness.member();
+    let stream = watcher(api, config.page_size(PAGE_SIZE))
+        .default_backoff()
+        .modify(|object: &mut K| {
+            object.managed_fields_mut().clear();
+            object.shrink();
+        })
+        .reflect(writer)
+        .inspect(move |event| match event {
+            Ok(watcher::Event::InitDone) => mark_listed(),
+            Ok(watcher::Event::Delete(object)) => {
+                if let Some(verified) = &forget {
+                    verified.forget(K::KIND, &object.name_any());
+                }
+            }
+            _ => {}
+        })
+        .touched_objects()
+        .boxed();
+    (store, stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn verified_state_needs_the_same_version_and_hash() {
+        let verified = Verified::default();
+        assert!(!verified.holds("Service", "a", "1", "h"));
+        verified.record("Service", "a", "1".into(), "h".into());
+        assert!(verified.holds("Service", "a", "1", "h"));
+        assert!(
+            !verified.holds("Service", "a", "2", "h"),
+            "changed by someone"
+        );
+        assert!(
+            !verified.holds("Service", "a", "1", "other"),
+            "a new desired state"
+        );
+        assert!(!verified.holds("Secret", "a", "1", "h"), "per kind");
+        verified.forget("Service", "a");
+        assert!(!verified.holds("Service", "a", "1", "h"));
+    }
+
+    #[test]
+    fn shrinking_keeps_what_reconciles_read() {
+        let mut service = Service {
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.96.0.1".into()),
+                selector: Some(BTreeMap::from([("a".into(), "b".into())])),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        };
+        service.shrink();
+        let spec = service.spec.expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
+        assert_eq!(spec.selector, None);
+
+        let mut secret = Secret {
+            data: Some(BTreeMap::from([("k".into(), ByteString(vec![1]))])),
+            ..Secret::default()
+        };
+        secret.shrink();
+        assert_eq!(secret.data, None);
+
+        let mut statefulset = StatefulSet {
+            spec: Some(StatefulSetSpec {
+                replicas: Some(2),
+                service_name: Some("x".into()),
+                ..StatefulSetSpec::default()
+            }),
+            ..StatefulSet::default()
+        };
+        statefulset.shrink();
+        let spec = statefulset.spec.expect("spec");
+        assert_eq!((spec.replicas, spec.service_name), (Some(2), None));
+    }
+
+    #[tokio::test]
+    async fn readiness_waits_for_every_member() {
+        let readiness = Readiness::default();
+        let first = readiness.member();
+        let second = readiness.member();
+        first();
+        first();
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(20), readiness.wait()).await;
+        assert!(waiting.is_err(), "one member is not listed yet");
+        second();
+        readiness.wait().await;
+    }
+}
