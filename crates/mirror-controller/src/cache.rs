@@ -80,6 +80,12 @@ impl Verified {
             .is_some_and(|(v, h)| v == version && h == hash)
     }
 
+    /// Whether this process has seen `kind`/`name` hold a desired state at all.
+    pub fn knows(&self, kind: &'static str, name: &str) -> bool {
+        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children.contains_key(&(kind, name.to_owned()))
+    }
+
     pub fn record(&self, kind: &'static str, name: &str, version: String, hash: String) {
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         children.insert((kind, name.to_owned()), (version, hash));
@@ -92,11 +98,24 @@ impl Verified {
 }
 
 /// What a cache keeps of an object of kind `K`.
-pub trait Shrink {
+pub trait Shrink: Resource {
     /// The kind's name as [`Verified`] and the write metrics use it.
     const KIND: &'static str;
     /// Drops what reconciles never read from the cache (managed fields always).
     fn shrink(&mut self);
+    /// What identifies this state of the object for [`Verified`]: its resourceVersion.
+    fn version(&self) -> String {
+        self.meta().resource_version.clone().unwrap_or_default()
+    }
+}
+
+/// The generation (it moves with the spec, not with the status that controllers keep
+/// updating): a workload is not re-read each time its pods change.
+fn generation<K: Resource>(object: &K) -> String {
+    object.meta().generation.map_or_else(
+        || object.meta().resource_version.clone().unwrap_or_default(),
+        |g| format!("generation {g}"),
+    )
 }
 
 impl Shrink for Service {
@@ -120,12 +139,20 @@ impl Shrink for StatefulSet {
             ..StatefulSetSpec::default()
         });
     }
+
+    fn version(&self) -> String {
+        generation(self)
+    }
 }
 
 impl Shrink for DaemonSet {
     const KIND: &'static str = "DaemonSet";
     fn shrink(&mut self) {
         self.spec = None;
+    }
+
+    fn version(&self) -> String {
+        generation(self)
     }
 }
 
@@ -202,6 +229,7 @@ mod tests {
     fn verified_state_needs_the_same_version_and_hash() {
         let verified = Verified::default();
         assert!(!verified.holds("Service", "a", "1", "h"));
+        assert!(!verified.knows("Service", "a"));
         verified.record("Service", "a", "1".into(), "h".into());
         assert!(verified.holds("Service", "a", "1", "h"));
         assert!(
@@ -213,8 +241,10 @@ mod tests {
             "a new desired state"
         );
         assert!(!verified.holds("Secret", "a", "1", "h"), "per kind");
+        assert!(verified.knows("Service", "a"));
         verified.forget("Service", "a");
         assert!(!verified.holds("Service", "a", "1", "h"));
+        assert!(!verified.knows("Service", "a"));
     }
 
     #[test]
@@ -248,8 +278,27 @@ mod tests {
             ..StatefulSet::default()
         };
         statefulset.shrink();
-        let spec = statefulset.spec.expect("spec");
+        let spec = statefulset.spec.clone().expect("spec");
         assert_eq!((spec.replicas, spec.service_name), (Some(2), None));
+
+        statefulset.metadata.generation = Some(3);
+        statefulset.metadata.resource_version = Some("41".into());
+        let at_three = statefulset.version();
+        statefulset.metadata.resource_version = Some("42".into());
+        assert_eq!(
+            statefulset.version(),
+            at_three,
+            "a status update is no new version"
+        );
+        statefulset.metadata.generation = Some(4);
+        assert_ne!(statefulset.version(), at_three, "a spec change is");
+        assert_eq!(service_version(), "7");
+    }
+
+    fn service_version() -> String {
+        let mut service = Service::default();
+        service.metadata.resource_version = Some("7".into());
+        service.version()
     }
 
     #[tokio::test]

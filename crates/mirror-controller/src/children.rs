@@ -57,12 +57,15 @@ where
         + Clone
         + Debug,
 {
-    let Some(cached) = cached else {
-        return Ok(Live::Absent);
-    };
-    let version = cached.resource_version().unwrap_or_default();
-    if ctx.verified.holds(K::KIND, name, &version, hash) {
-        return Ok(Live::Verified);
+    match cached {
+        Some(cached) if ctx.verified.holds(K::KIND, name, &cached.version(), hash) => {
+            return Ok(Live::Verified);
+        }
+        Some(_) => {}
+        // Not cached and never seen: it does not exist. Not cached but written or seen by
+        // this process: the watch has not delivered it yet, or it was deleted — read it.
+        None if !ctx.verified.knows(K::KIND, name) => return Ok(Live::Absent),
+        None => {}
     }
     let live = api::<K>(ctx)
         .get_opt(name)
@@ -113,11 +116,11 @@ where
     Ok(written)
 }
 
-fn record<K: Resource + Shrink>(ctx: &Context, object: &K, hash: String) {
+fn record<K: Shrink>(ctx: &Context, object: &K, hash: String) {
     ctx.verified.record(
         K::KIND,
         object.meta().name.as_deref().unwrap_or_default(),
-        object.meta().resource_version.clone().unwrap_or_default(),
+        object.version(),
         hash,
     );
 }
@@ -166,10 +169,7 @@ pub async fn prepare_generated_tls(
     let settings = &ctx.mirror_settings;
     let name = tls_secret_name(&mirror.name);
     let cached = Stores::get(&ctx.stores.secrets, &settings.namespace, &name);
-    let live = match cached.as_deref() {
-        Some(cached) => tls_material_at(ctx, &name, cached).await?,
-        None => None,
-    };
+    let live = tls_material_at(ctx, &name, cached.as_deref()).await?;
     let sans = serving_sans(mirror, settings, cluster_ip);
     let now = SystemTime::now();
     let (material, recheck_at) = match plan_tls(live, &sans, now) {
@@ -222,18 +222,23 @@ pub async fn generated_tls(ctx: &Context, prepared: &PreparedTls) -> Result<(), 
 }
 
 /// The material in the generated TLS Secret at the cached version: remembered, or read.
+/// Without a cached Secret it is read only when this process has known it (the watch may lag
+/// behind a write): a certificate must never be reissued because a cache is late.
 async fn tls_material_at(
     ctx: &Context,
     name: &str,
-    cached: &Secret,
+    cached: Option<&Secret>,
 ) -> Result<Option<TlsMaterial>, Failure> {
-    let version = cached.resource_version().unwrap_or_default();
     {
         let known = ctx.tls_material.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, material)) = known.get(name)
-            && *at == version
-        {
-            return Ok(Some(material.clone()));
+        match (cached, known.get(name)) {
+            (None, None) => return Ok(None),
+            (Some(cached), Some((at, material)))
+                if cached.resource_version().as_ref() == Some(at) =>
+            {
+                return Ok(Some(material.clone()));
+            }
+            _ => {}
         }
     }
     let secret = api::<Secret>(ctx)

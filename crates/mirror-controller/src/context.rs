@@ -2,6 +2,7 @@
 //! children (the "live" side of every zero-write comparison), the event recorder and metrics.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
@@ -80,6 +81,8 @@ pub struct Context {
     /// The failure reason each mirror was last warned about (a status that cannot be written
     /// must not turn into an Event per reconcile).
     warned: Mutex<HashMap<String, String>>,
+    /// Whether this API server refuses events.k8s.io Events about cluster-scoped objects.
+    legacy_events: AtomicBool,
 }
 
 impl Context {
@@ -102,6 +105,7 @@ impl Context {
             imageswap_recorded: Mutex::new(false),
             attempts: Mutex::default(),
             warned: Mutex::default(),
+            legacy_events: AtomicBool::new(false),
             tls_material: Mutex::default(),
             verified,
             client,
@@ -121,12 +125,20 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
+        if self.legacy_events.load(Ordering::Relaxed) {
+            self.metrics.api_write("Event");
+            if let Err(err) = self.legacy_event(reference, reason, note).await {
+                tracing::warn!(%err, "cannot publish an Event");
+            }
+            return;
+        }
         self.metrics.api_write("Event");
         match self.recorder.publish(&event, &reference).await {
             Ok(()) => {}
             // Before Kubernetes 1.22 an events.k8s.io Event about a cluster-scoped object had
             // to live in kube-system; a core/v1 Event in `default` works on every version.
             Err(kube::Error::Api(status)) if status.code == 422 => {
+                self.legacy_events.store(true, Ordering::Relaxed);
                 self.metrics.api_write("Event");
                 if let Err(err) = self.legacy_event(reference, reason, note).await {
                     tracing::warn!(%err, "cannot publish an Event");

@@ -188,12 +188,7 @@ pub async fn run(
 
 /// Whether `mirror` was refused because another mirror holds its masquerade host.
 fn waits_for_masquerade(mirror: &StoredMirror) -> bool {
-    mirror.current_status().is_some_and(|status| {
-        status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == SYNCED && c.status == "False" && c.reason == MASQUERADE_TAKEN)
-    })
+    mirror.fails_with(SYNCED, MASQUERADE_TAKEN)
 }
 
 /// The RegistryMirror controlling a child. (`Controller::owns` would look the owner up in the

@@ -25,7 +25,7 @@ struct Cli {
     runtime: RuntimeArgs,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.map_check {

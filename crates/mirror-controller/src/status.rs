@@ -40,10 +40,19 @@ impl PodCounts {
         self.mirror_ready >= 1 && self.agents_ready >= self.agents_wanted
     }
 
+    /// The node agents are named once a mirror pod serves: until then their count would only
+    /// change the message (and cost a status write) on every node added.
     fn message(&self) -> String {
+        let mirror = format!(
+            "{}/{} mirror pods ready",
+            self.mirror_ready, self.mirror_wanted
+        );
+        if self.mirror_ready == 0 {
+            return mirror;
+        }
         format!(
-            "{}/{} mirror pods ready; node agents ready on {}/{} nodes",
-            self.mirror_ready, self.mirror_wanted, self.agents_ready, self.agents_wanted
+            "{mirror}; node agents ready on {}/{} nodes",
+            self.agents_ready, self.agents_wanted
         )
     }
 }
@@ -223,10 +232,7 @@ mod tests {
             (ready.status.as_str(), ready.reason.as_str()),
             ("False", "PodsNotReady")
         );
-        assert_eq!(
-            ready.message,
-            "0/2 mirror pods ready; node agents ready on 0/0 nodes"
-        );
+        assert_eq!(ready.message, "0/2 mirror pods ready");
         assert_eq!(ready.observed_generation, Some(3));
     }
 
@@ -240,6 +246,10 @@ mod tests {
         };
         let status = desired_status(GENERATION, None, &synced(), pods, at(10));
         assert_eq!(condition(&status, READY).status, "True");
+        assert_eq!(
+            condition(&status, READY).message,
+            "1/2 mirror pods ready; node agents ready on 3/3 nodes"
+        );
         assert_eq!(
             desired_status(GENERATION, Some(&status), &synced(), pods, at(99)),
             status,

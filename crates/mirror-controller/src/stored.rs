@@ -85,6 +85,21 @@ impl StoredMirror {
         serde_json::from_value(self.status.clone()).ok()
     }
 
+    /// Whether condition `type_` is False with `reason`, read without parsing the status
+    /// (this runs for every mirror on every mirror event).
+    pub fn fails_with(&self, type_: &str, reason: &str) -> bool {
+        self.status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|conditions| {
+                conditions.iter().any(|c| {
+                    c.get("type").and_then(Value::as_str) == Some(type_)
+                        && c.get("status").and_then(Value::as_str) == Some("False")
+                        && c.get("reason").and_then(Value::as_str) == Some(reason)
+                })
+            })
+    }
+
     fn spec_text(&self, field: &str) -> Option<&str> {
         self.spec.get(field).and_then(Value::as_str)
     }
@@ -140,6 +155,13 @@ mod tests {
             ("docker", "mirror-hub.docker.io")
         );
         assert_eq!(StoredMirror::kind(&()), "RegistryMirror");
+        assert!(!mirror.fails_with("Synced", "MasqueradeHostTaken"));
+        let refused = stored(json!({
+            "metadata": {"name": "r"},
+            "status": {"conditions": [{"type": "Synced", "status": "False", "reason": "MasqueradeHostTaken"}]}
+        }));
+        assert!(refused.fails_with("Synced", "MasqueradeHostTaken"));
+        assert!(!refused.fails_with("Ready", "MasqueradeHostTaken"));
         assert_eq!(StoredMirror::api_version(&()), "k8s.osp.tech/v1");
     }
 

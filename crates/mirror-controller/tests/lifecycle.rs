@@ -290,7 +290,8 @@ async fn deleting_a_mirror_deletes_its_children() {
         .delete(&name, &DeleteParams::default())
         .await
         .expect("delete mirror");
-    let timeout = Duration::from_secs(60);
+    // Garbage collection is kube-controller-manager's, and it may be busy with other tests.
+    let timeout = Duration::from_secs(120);
     h.env.wait_gone(&h.mirrors, &name, timeout).await;
     h.env.wait_gone(&h.services, &base, timeout).await;
     h.env
