@@ -15,6 +15,9 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use wharf_core::crd::RegistryMirrorStatus;
+
+use crate::stored::StoredMirror;
 
 /// Objects per page of a watch's initial list: big pages are big transient allocations.
 const PAGE_SIZE: u32 = 100;
@@ -64,6 +67,8 @@ impl Readiness {
 #[derive(Default)]
 pub struct Verified {
     children: Mutex<HashMap<ChildKey, VerifiedState>>,
+    /// The status each mirror was last given (only this controller writes it).
+    statuses: Mutex<HashMap<String, RegistryMirrorStatus>>,
 }
 
 /// A child: kind and name (the namespace is the controller's).
@@ -80,6 +85,17 @@ impl Verified {
             .is_some_and(|(v, h)| v == version && h == hash)
     }
 
+    /// The status mirror `name` was last given by this process.
+    pub fn last_status(&self, name: &str) -> Option<RegistryMirrorStatus> {
+        let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        statuses.get(name).cloned()
+    }
+
+    pub fn record_status(&self, name: &str, status: RegistryMirrorStatus) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        statuses.insert(name.to_owned(), status);
+    }
+
     /// Whether this process has seen `kind`/`name` hold a desired state at all.
     pub fn knows(&self, kind: &'static str, name: &str) -> bool {
         let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,6 +110,10 @@ impl Verified {
     pub fn forget(&self, kind: &'static str, name: &str) {
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         children.remove(&(kind, name.to_owned()));
+        if kind == StoredMirror::KIND {
+            let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+            statuses.remove(name);
+        }
     }
 }
 
@@ -170,7 +190,7 @@ impl Shrink for k8s_openapi::api::core::v1::ConfigMap {
     fn shrink(&mut self) {}
 }
 
-impl Shrink for crate::stored::StoredMirror {
+impl Shrink for StoredMirror {
     const KIND: &'static str = "RegistryMirror";
     fn shrink(&mut self) {}
 }
@@ -299,6 +319,24 @@ mod tests {
         let mut service = Service::default();
         service.metadata.resource_version = Some("7".into());
         service.version()
+    }
+
+    #[test]
+    fn statuses_are_forgotten_with_their_mirror() {
+        let verified = Verified::default();
+        let status = RegistryMirrorStatus {
+            observed_generation: Some(1),
+            ..RegistryMirrorStatus::default()
+        };
+        verified.record_status("m", status.clone());
+        assert_eq!(verified.last_status("m"), Some(status));
+        verified.forget("Service", "m");
+        assert!(
+            verified.last_status("m").is_some(),
+            "a child of that name is not the mirror"
+        );
+        verified.forget(StoredMirror::KIND, "m");
+        assert_eq!(verified.last_status("m"), None);
     }
 
     #[tokio::test]

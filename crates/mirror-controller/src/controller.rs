@@ -60,7 +60,7 @@ pub async fn run(
         Api::<StoredMirror>::all(client.clone()),
         mirror_config,
         &readiness,
-        None,
+        Some(verified.clone()),
     );
     // A mirror refused for a masquerade host that another one holds gets another chance as
     // soon as any mirror changes or goes away (the holder may have been the one).

@@ -31,7 +31,10 @@ pub async fn ensure_line(
 ) -> Result<(), Failure> {
     add_finalizer(ctx, mirror).await?;
     let line = mirror_line(masquerade_host, cluster_ip);
-    let status = mirror.current_status();
+    let status = ctx
+        .verified
+        .last_status(&mirror.name_any())
+        .or_else(|| mirror.current_status());
     let previous = status
         .as_ref()
         .and_then(|status| status.masquerade_url.as_deref())
@@ -63,7 +66,10 @@ pub async fn finalize(ctx: &Context, mirror: &StoredMirror) -> Result<(), Error>
         return Ok(());
     }
     let hosts: Vec<String> = [
-        mirror.current_status().and_then(|s| s.masquerade_url),
+        ctx.verified
+            .last_status(&mirror.name_any())
+            .or_else(|| mirror.current_status())
+            .and_then(|s| s.masquerade_url),
         mirror.masquerade_host(),
     ]
     .into_iter()

@@ -6,10 +6,11 @@
 //! adds the process runtime (logs, health, metrics, leader election) and `--map-check`.
 
 mod cache;
+mod certificates;
 mod children;
 mod context;
 mod controller;
-pub mod error;
+mod error;
 mod imageswap;
 mod inputs;
 mod reconcile;

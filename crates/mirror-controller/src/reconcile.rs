@@ -14,6 +14,7 @@ use wharf_core::mirror::{
 };
 use wharf_core::nginx;
 
+use crate::certificates;
 use crate::children;
 use crate::context::{Context, Stores};
 use crate::error::{Error, Failure};
@@ -115,12 +116,12 @@ async fn sync(
 
     let (tls, prepared, recheck_at) = match user_tls {
         Some(user) => {
-            children::prune_generated_tls(ctx, &valid).await?;
+            certificates::prune_generated_tls(ctx, &valid).await?;
             (user, None, SystemTime::now() + RESYNC)
         }
         None => {
             let prepared =
-                children::prepare_generated_tls(ctx, &valid, cluster_ip.as_deref()).await?;
+                certificates::prepare_generated_tls(ctx, &valid, cluster_ip.as_deref()).await?;
             let recheck_at = prepared.recheck_at;
             (prepared.in_use.clone(), Some(prepared), recheck_at)
         }
@@ -133,7 +134,7 @@ async fn sync(
     ]);
     let apply_tls = async {
         match &prepared {
-            Some(prepared) => children::generated_tls(ctx, prepared).await,
+            Some(prepared) => certificates::generated_tls(ctx, prepared).await,
             None => Ok(()),
         }
     };

@@ -119,11 +119,8 @@ pub fn pod_counts(ctx: &Context, mirror: &str) -> PodCounts {
     let ds_status = daemonset.as_ref().and_then(|d| d.status.as_ref());
     PodCounts {
         mirror_ready: sts_status.and_then(|s| s.ready_replicas).unwrap_or(0),
-        mirror_wanted: statefulset
-            .as_ref()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.replicas)
-            .unwrap_or(0),
+        // What the StatefulSet is applied with, not what the cache may not hold yet.
+        mirror_wanted: wharf_core::mirror::REPLICAS,
         agents_ready: ds_status.map_or(0, |s| s.number_ready),
         agents_wanted: ds_status.map_or(0, |s| s.desired_number_scheduled),
     }
@@ -136,8 +133,14 @@ pub async fn write(
     mirror: &StoredMirror,
     outcome: &Result<Synced, Failure>,
 ) -> Result<(), Error> {
-    let current = mirror.current_status();
-    let pods = pod_counts(ctx, &mirror.name_any());
+    // The cache may not show a status this process wrote a moment ago; the status is this
+    // controller's alone, so the one it last wrote is the one in effect.
+    let name = mirror.name_any();
+    let current = ctx
+        .verified
+        .last_status(&name)
+        .or_else(|| mirror.current_status());
+    let pods = pod_counts(ctx, &name);
     let status = desired_status(
         mirror.meta().generation,
         current.as_ref(),
@@ -150,7 +153,7 @@ pub async fn write(
             .iter()
             .flat_map(|s| &s.conditions)
             .any(|c| c.type_ == SYNCED && c.status == "False" && c.reason == failure.reason());
-        if !known && ctx.first_warning(&mirror.name_any(), failure.reason()) {
+        if !known && ctx.first_warning(&name, failure.reason()) {
             ctx.warn(
                 mirror.object_ref(&()),
                 failure.reason(),
@@ -159,15 +162,18 @@ pub async fn write(
             .await;
         }
     } else {
-        ctx.clear_warning(&mirror.name_any());
+        ctx.clear_warning(&name);
     }
     if current.as_ref() == Some(&status) {
         return Ok(());
     }
     let api: Api<RegistryMirror> = Api::all(ctx.client.clone());
     ctx.metrics.api_write("RegistryMirror");
-    match apply_status(&api, &ctx.manager, &mirror.name_any(), &status).await {
-        Ok(_) => Ok(()),
+    match apply_status(&api, &ctx.manager, &name, &status).await {
+        Ok(_) => {
+            ctx.verified.record_status(&name, status);
+            Ok(())
+        }
         // Before CRD validation ratcheting (Kubernetes 1.30) a status cannot be written while
         // the stored spec breaks the schema (it predates it): the Event has told the user.
         Err(kube::Error::Api(response))

@@ -4,6 +4,7 @@
 mod config;
 mod daemonset;
 mod imageswap;
+mod immutable;
 pub mod names;
 mod quantity;
 mod services;
@@ -20,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use config::{build_config_secret, content_hash, nginx_config};
 pub use daemonset::{AgentTls, build_daemonset};
 pub use imageswap::{MapEdit, edit_maps, has_line, mirror_line};
+pub use immutable::{align_statefulset_quantities, immutable_change};
 pub use quantity::{QuantityError, parse_quantity, same_quantity};
 pub use services::{PORT_NAME, SERVICE_PORT, build_headless_service, build_service};
 pub use settings::{
@@ -28,9 +30,7 @@ pub use settings::{
     effective_registry, image_reference, is_dns_subdomain, parse_image, parse_labels,
     parse_secret_list, parse_tolerations,
 };
-pub use statefulset::{
-    NGINX_UID, REPLICAS, align_statefulset_quantities, build_statefulset, immutable_change,
-};
+pub use statefulset::{NGINX_UID, REPLICAS, build_statefulset};
 pub use tls::{
     CA_VALIDITY, RENEW_AFTER, SERVER_VALIDITY, TlsMaterial, TlsPlan, build_tls_secret, issue,
     plan_tls, read_material, serving_sans,
