@@ -18,6 +18,18 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
+/// The cluster's state directory, as xtask/scripts/lib-common.sh chooses it.
+pub fn state_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("WHARF_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".to_owned()))
+            .join(".local/state")
+    });
+    base.join("wharf/cluster")
+}
+
 /// Brings the cluster up once per test process (the script is idempotent and takes a lock, so
 /// parallel test binaries share one cluster) and returns its admin kubeconfig.
 pub fn ensure_up() -> PathBuf {

@@ -9,6 +9,7 @@
 mod chart;
 mod cluster;
 mod logs;
+pub mod node;
 mod process;
 mod wait;
 
@@ -23,7 +24,7 @@ use tokio::task::JoinHandle;
 
 pub use chart::{chart_dir, install_chart, lint_chart, render_chart};
 pub use cluster::{
-    install_crds, is_established as cluster_is_established, kubeconfig_path, repo_root,
+    install_crds, is_established as cluster_is_established, kubeconfig_path, repo_root, state_dir,
 };
 pub use process::TestProcess;
 

@@ -10,8 +10,6 @@
 //! node needs root (containerd, iptables, a bridge), as CI and the dev machines have.
 
 use std::collections::BTreeSet;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -22,7 +20,8 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wharf_e2e::{TestEnv, repo_root};
+use wharf_e2e::TestEnv;
+use wharf_e2e::node::wharf_image as image;
 
 /// The node's sandbox image (lib-node.sh), a static binary: the smallest pod there is.
 const PAUSE_IMAGE: &str = "docker.io/wharf/pause:3.4";
@@ -31,66 +30,9 @@ const IMAGES: [&str; 3] = ["busybox", "registry-auth", "secret-rotator"];
 /// A pod here starts in 1-3 s; the margin is for a machine busy compiling.
 const POD_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn image(name: &str) -> String {
-    format!("docker.io/wharf/{name}:dev")
-}
-
-/// Starts (or finds) the node and imports the test's images, once per test binary.
+/// Starts (or finds) the node and imports the test's images.
 fn node() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        let lock = std::env::temp_dir().join("wharf-e2e-cluster.lock");
-        run(
-            Command::new("flock")
-                .arg(&lock)
-                .arg("bash")
-                .arg(repo_root().join("xtask/scripts/cluster.sh"))
-                .args(["up", "--node"]),
-            "xtask/scripts/cluster.sh up --node",
-        );
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-        let mut images = Command::new(cargo);
-        // What cargo set for this test (CARGO_PKG_NAME=wharf-e2e, …) would look like changed
-        // build-script inputs to the nested cargo (ring reruns on CARGO_PKG_NAME) and rebuild
-        // half the dependency tree.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    name.as_str(),
-                    "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
-                )
-            {
-                images.env_remove(name);
-            }
-        }
-        run(
-            images
-                .current_dir(repo_root())
-                .args([
-                    "run",
-                    "--quiet",
-                    "--package",
-                    "xtask",
-                    "--",
-                    "images",
-                    "--debug",
-                    "--import",
-                ])
-                .args(IMAGES),
-            "cargo xtask images --import",
-        );
-    });
-}
-
-fn run(command: &mut Command, what: &str) {
-    let status = command
-        .status()
-        .unwrap_or_else(|err| panic!("cannot run {what}: {err}"));
-    assert!(
-        status.success(),
-        "`{what}` failed ({status}); its output above says why"
-    );
+    wharf_e2e::node::ensure_node(&IMAGES);
 }
 
 fn object<K: DeserializeOwned>(value: Value) -> K {

@@ -115,15 +115,68 @@ node_build_cri_cleanup() {
 
 # ---- state: ports, certificates, configuration files ----
 
-# Pulls of images that were not imported must never leave the machine: every registry without a
-# hosts.toml of its own (hostess-agent writes those for mirrored upstreams) resolves to a closed
-# loopback port, so such a pull fails at once instead of reaching out to the internet.
+# Pulls of images that were not imported must never leave the machine: the public registries an
+# image may name resolve to a closed loopback port, so such a pull fails at once instead of
+# reaching out to the internet. Only those hosts: a registry on the bridge (a test's upstream)
+# must stay reachable directly, which is what a pull falls back to when its mirror goes away.
+NODE_GUARDED_REGISTRIES=(docker.io registry-1.docker.io quay.io gcr.io ghcr.io registry.k8s.io
+  k8s.gcr.io mcr.microsoft.com public.ecr.aws registry.gitlab.com nvcr.io)
+NODE_GUARD_MARK='# Written by wharf cluster.sh --node: unmirrored registries stay on this machine.'
 node_default_registry_host() {
-  mkdir -p "$NODE_CERTS_D/_default"
-  # containerd 1.6 refuses a `server` without a host table ("invalid host tree"): give both.
-  printf '%s\n' '# Written by wharf cluster.sh --node: unmirrored registries stay on this machine.' \
-    'server = "https://127.0.0.1:9"' '' '[host."https://127.0.0.1:9"]' '  capabilities = ["pull", "resolve"]' \
-    >"$NODE_CERTS_D/_default/hosts.toml"
+  local host dir
+  # Earlier versions guarded every host through _default, which also swallowed fallbacks.
+  grep -qxF "$NODE_GUARD_MARK" "$NODE_CERTS_D/_default/hosts.toml" 2>/dev/null && rm -rf "$NODE_CERTS_D/_default"
+  for host in "${NODE_GUARDED_REGISTRIES[@]}"; do
+    dir=$NODE_CERTS_D/$host
+    # hostess-agent owns the file of a mirrored upstream: leave it be.
+    [[ -f $dir/hosts.toml ]] && ! grep -qxF "$NODE_GUARD_MARK" "$dir/hosts.toml" && continue
+    mkdir -p "$dir"
+    # containerd 1.6 refuses a `server` without a host table ("invalid host tree"): give both.
+    printf '%s\n' "$NODE_GUARD_MARK" \
+      'server = "https://127.0.0.1:9"' '' '[host."https://127.0.0.1:9"]' '  capabilities = ["pull", "resolve"]' \
+      >"$dir/hosts.toml"
+  done
+}
+
+node_remove_registry_guards() {
+  local host
+  for host in "${NODE_GUARDED_REGISTRIES[@]}"; do
+    grep -qxF "$NODE_GUARD_MARK" "$NODE_CERTS_D/$host/hosts.toml" 2>/dev/null || continue
+    rm -f "$NODE_CERTS_D/$host/hosts.toml"
+    rmdir "$NODE_CERTS_D/$host" 2>/dev/null || true
+  done
+}
+
+# A CA the node's containerd trusts besides the system's (SSL_CERT_FILE, read by Go's TLS): tests
+# and the demo sign their registries' certificates with it, as an organisation's own CA would be
+# trusted by its nodes. Kept across `down`, so certificates issued earlier stay valid.
+NODE_TRUST=$WHARF_STATE/node-trust
+node_trust_ca() {
+  [[ -s $NODE_TRUST/ca.crt && -s $NODE_TRUST/ca.key && -s $NODE_TRUST/bundle.pem ]] && return 0
+  mkdir -p "$NODE_TRUST"
+  (
+    umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/CN=wharf local node CA" -keyout "$NODE_TRUST/ca.key" -out "$NODE_TRUST/ca.crt" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  ) || fail "cannot create the node's CA in $NODE_TRUST"
+  cat /etc/ssl/certs/ca-certificates.crt "$NODE_TRUST/ca.crt" >"$NODE_TRUST/bundle.pem"
+  node_log "created the CA the node trusts: $NODE_TRUST/ca.crt"
+}
+
+# Whether the running containerd was started with the node's CA bundle (older nodes were not).
+node_containerd_trusts_ca() {
+  local pid
+  pid=$(daemon_pid containerd) || return 1
+  [[ -s $NODE_TRUST/bundle.pem ]] || return 1
+  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "SSL_CERT_FILE=$NODE_TRUST/bundle.pem"
+}
+
+node_start_containerd() {
+  node_trust_ca
+  SSL_CERT_FILE=$NODE_TRUST/bundle.pem \
+    start_daemon containerd /usr/bin/containerd --config "$NODE_STATE/containerd/config.toml"
+  wait_until 30 "containerd on $NODE_SOCK" "$(log_file containerd)" containerd containerd_ready
 }
 
 node_prepare_state() {
@@ -408,8 +461,7 @@ node_start() {
   t0=$(now)
   node_restart_if_apiserver_moved
   if ! daemon_alive containerd; then
-    start_daemon containerd /usr/bin/containerd --config "$NODE_STATE/containerd/config.toml"
-    wait_until 30 "containerd on $NODE_SOCK" "$(log_file containerd)" containerd containerd_ready
+    node_start_containerd
   fi
   if ! pause_imported; then
     oci_import "$NODE_SOCK" "$NODE_PAUSE_ARCHIVE"
@@ -472,7 +524,12 @@ node_running() {
 # node_up: everything after the control plane runs with node_apiserver_flags.
 node_up() {
   touch "$NODE_STATE/enabled"
-  node_running && { node_default_registry_host; node_log "already running: $NODE_NAME"; return 0; }
+  if node_running; then
+    node_default_registry_host
+    node_containerd_trusts_ca || { node_stop_daemon containerd; node_start_containerd; }
+    node_log "already running: $NODE_NAME"
+    return 0
+  fi
   node_prepare_state
   FAIL_HOOK=node_stop   # a failed `up --node` leaves no half node behind
   node_network_up
@@ -510,15 +567,14 @@ node_stop() {
   # Pods outlive containerd (their shims keep running): remove them through it,
   # starting it again for that if it died.
   if ! daemon_alive containerd && [[ -n $(node_shims) && -f $NODE_STATE/containerd/config.toml ]]; then
-    start_daemon containerd /usr/bin/containerd --config "$NODE_STATE/containerd/config.toml"
-    wait_until 30 "containerd on $NODE_SOCK" "$(log_file containerd)" containerd containerd_ready
+    node_start_containerd
   fi
   if daemon_alive containerd && [[ -x $NODE_CRI_CLEANUP ]]; then
     "$NODE_CRI_CLEANUP" "$NODE_SOCK" 2>&1 | sed 's/^/cluster: node: /' >&2 \
       || node_log "some pods could not be removed through the CRI (see above)"
   fi
   for d in "${NODE_DAEMONS[@]}"; do node_stop_daemon "$d"; done
-  rm -rf "$NODE_CERTS_D/_default"
+  node_remove_registry_guards
   # Shims of our containerd outlive it if a pod could not be removed.
   for shim in $(node_shims); do
     node_log "killing leftover shim $shim"
