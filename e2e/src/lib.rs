@@ -10,6 +10,7 @@ mod chart;
 mod cluster;
 mod logs;
 pub mod node;
+pub mod scenario;
 mod process;
 mod wait;
 

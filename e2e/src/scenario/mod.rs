@@ -1,0 +1,45 @@
+//! Whole-product scenarios on the local node, shared by the node e2e tests and `cargo xtask demo`:
+//! wharf installed with Helm as a user installs it, then flows that a user would run.
+//!
+//! A scenario narrates its steps (the demo shows them; a test's output shows them on failure) and
+//! panics with a message naming what went wrong, as the rest of the harness does.
+
+mod wharf;
+
+pub use wharf::{Wharf, WharfOptions};
+
+use std::time::{Duration, Instant};
+
+/// Progress output of a scenario: numbered steps with their durations.
+pub struct Narrator {
+    started: Instant,
+}
+
+impl Default for Narrator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Narrator {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+        }
+    }
+
+    /// A step begins.
+    pub fn step(&self, what: impl std::fmt::Display) {
+        eprintln!("==> [{:>5.1}s] {what}", self.started.elapsed().as_secs_f64());
+    }
+
+    /// A detail of the current step (a figure, a name, a command the user can run).
+    pub fn detail(&self, what: impl std::fmt::Display) {
+        eprintln!("      {what}");
+    }
+
+    /// Time since the scenario began.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
