@@ -10,6 +10,7 @@ mod chart;
 mod cluster;
 mod logs;
 pub mod node;
+mod oci;
 pub mod scenario;
 mod process;
 mod wait;
@@ -27,6 +28,7 @@ pub use chart::{chart_dir, install_chart, lint_chart, render_chart};
 pub use cluster::{
     install_crds, is_established as cluster_is_established, kubeconfig_path, repo_root, state_dir,
 };
+pub use oci::{free_port, write_test_image};
 pub use process::TestProcess;
 
 /// One integration test's view of the cluster: an admin client and a namespace of its own.

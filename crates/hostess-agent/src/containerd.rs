@@ -107,18 +107,31 @@ impl ContainerdCertsDir {
         upstream: &Upstream,
         wanted: Option<(&str, &[u8])>,
     ) -> Result<Outcome, ContainerdError> {
+        self.apply_all(mirror, std::slice::from_ref(upstream), wanted)
+    }
+
+    /// [`Self::apply`] for several registry hosts at once (the upstream, and in services mode
+    /// the mirror's own address that rewritten images name); other directories of the mirror go.
+    pub fn apply_all(
+        &self,
+        mirror: &str,
+        upstreams: &[Upstream],
+        wanted: Option<(&str, &[u8])>,
+    ) -> Result<Outcome, ContainerdError> {
         if !self.dir.is_dir() {
             return Ok(Outcome::Skipped);
         }
-        let target = self.dir.join(&upstream.name);
+        let targets: Vec<PathBuf> = upstreams.iter().map(|u| self.dir.join(&u.name)).collect();
         let mut changed = false;
         for dir in self.dirs_owned_by(mirror)? {
-            if wanted.is_none() || dir != target {
+            if wanted.is_none() || !targets.contains(&dir) {
                 changed |= release(&dir, mirror)?;
             }
         }
         if let Some((mirror_host, ca)) = wanted {
-            changed |= self.write(mirror, upstream, &target, mirror_host, ca)?;
+            for (upstream, target) in upstreams.iter().zip(&targets) {
+                changed |= self.write(mirror, upstream, target, mirror_host, ca)?;
+            }
         }
         Ok(Outcome::Applied { changed })
     }

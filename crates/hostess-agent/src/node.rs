@@ -7,7 +7,7 @@ use crate::ca::{self, Ca};
 use crate::containerd;
 use crate::crio::{self, Reload};
 use crate::hosts::{self, Disk, HostsEntry};
-use crate::registry_host::address_host;
+use crate::registry_host::{Upstream, address_host};
 use crate::settings::{AddressingScheme, Config};
 
 /// The runtime configurations the agent manages.
@@ -145,11 +145,19 @@ fn reconcile_docker(config: &Config, wanted: Option<(IpAddr, &Ca)>, report: &mut
 
 fn reconcile_containerd(config: &Config, wanted: Option<(IpAddr, &Ca)>, report: &mut NodeReport) {
     let host = wanted.map(|(address, _)| address_host(address));
-    let wanted = host.as_deref().zip(wanted.map(|(_, ca)| ca.pem.as_slice()));
-    match config
-        .containerd
-        .apply(&config.mirror, &config.upstream, wanted)
+    // Services mode: ImageSwap rewrites images to `<ClusterIP>/<masquerade>/…`, so containerd
+    // must trust the mirror at its own address too, not only where it stands in for the upstream.
+    let mut hosts = vec![config.upstream.clone()];
+    if config.scheme == AddressingScheme::Services
+        && let Some(address) = host.as_deref()
     {
+        hosts.push(Upstream {
+            name: address.to_owned(),
+            server: format!("https://{address}"),
+        });
+    }
+    let wanted = host.as_deref().zip(wanted.map(|(_, ca)| ca.pem.as_slice()));
+    match config.containerd.apply_all(&config.mirror, &hosts, wanted) {
         Ok(containerd::Outcome::Skipped) => report.skipped.push(Target::Containerd),
         Ok(containerd::Outcome::Applied { .. }) => {}
         Err(err) => report.fail(Target::Containerd, "Containerd", err),
@@ -318,6 +326,19 @@ mod tests {
             std::fs::read_to_string(root.path().join("etc/hosts")).expect("hosts"),
             "127.0.0.1 localhost\n"
         );
+        // Images rewritten to `10.96.0.5/<masquerade>/…` are pulled from the mirror's address.
+        let by_address = root.path().join("etc/containerd/certs.d/10.96.0.5");
+        let hosts_toml = std::fs::read_to_string(by_address.join("hosts.toml")).expect("hosts.toml");
+        assert!(hosts_toml.contains("server = \"https://10.96.0.5\""), "{hosts_toml}");
+        assert!(by_address.join("wharf-docker-ca.crt").exists());
+        assert!(
+            root.path()
+                .join("etc/containerd/certs.d/docker.io/hosts.toml")
+                .exists()
+        );
+        let report = reconcile(&config, &mut RealDisk, None);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert!(!by_address.exists(), "removed with the mirror");
     }
 
     #[test]

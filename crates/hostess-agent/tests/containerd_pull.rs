@@ -14,7 +14,8 @@ use std::process::Command;
 
 use hostess_agent::containerd::{ContainerdCertsDir, Outcome};
 use hostess_agent::registry_host::Upstream;
-use support::{Daemon, TestCa, free_port, require_tools, write_oci_image};
+use support::{Daemon, TestCa, require_tools};
+use wharf_e2e::{free_port, write_test_image};
 
 const MIRROR: &str = "pull-test";
 
@@ -147,7 +148,7 @@ fn ctr_pulls_through_the_mirror_and_falls_back_to_the_upstream() {
         ("test/fallback", "pulled from the upstream"),
     ] {
         let layout = work.join(repository.replace('/', "-"));
-        write_oci_image(&layout, message);
+        write_test_image(&layout, message);
         push(&layout, &format!("{upstream_host}/{repository}:v1"));
     }
     // The mirror trusts the upstream through Go's SSL_CERT_FILE.

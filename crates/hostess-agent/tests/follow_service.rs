@@ -12,7 +12,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use support::{TestCa, free_port, http_status};
+use support::{TestCa, http_status};
+use wharf_e2e::free_port;
 use wharf_e2e::{TestEnv, TestProcess};
 
 const MIRROR: &str = "e2e";

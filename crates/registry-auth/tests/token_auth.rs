@@ -29,7 +29,7 @@ async fn push_and_pull_accounts_work_and_every_refusal_holds() {
     let auth_port = start_registry_auth(&env, &certs, REGISTRY, client).await;
     let port = start_registry(&env, &work, &certs, auth_port).await;
     let layout = work.path("image");
-    write_oci_layout(&layout, "hello from wharf");
+    wharf_e2e::write_test_image(&layout, "hello from wharf");
     let app = format!("127.0.0.1:{port}/team/app");
 
     // A push account pushes; a pull account pulls what it pushed.
@@ -239,7 +239,7 @@ async fn access_rules_and_anonymous_pull_are_enforced_by_the_registry() {
     let auth_port = start_registry_auth(&env, &certs, REGISTRY, client).await;
     let port = start_registry(&env, &work, &certs, auth_port).await;
     let layout = work.path("image");
-    write_oci_layout(&layout, "ruled");
+    wharf_e2e::write_test_image(&layout, "ruled");
     let base = format!("127.0.0.1:{port}");
 
     let (ok, err) = push(
@@ -310,7 +310,7 @@ async fn the_binary_serves_tokens_from_the_environment_registry_controller_sets(
     create_registry(&env, REGISTRY, None).await;
     create_account(&env, "puller", "pull-pw", "pull", &[], None).await;
     registry_auth_client(&env, REGISTRY).await;
-    let (auth_port, http_port) = (free_port(), free_port());
+    let (auth_port, http_port) = (wharf_e2e::free_port(), wharf_e2e::free_port());
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_registry-auth"));
     command
         .env(env_names::ENV_NAMESPACE, &env.namespace)

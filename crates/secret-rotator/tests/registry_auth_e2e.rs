@@ -93,7 +93,7 @@ async fn skopeo_logs_in_with_the_secret_through_rotation_and_is_refused_after_ex
     create_push_secret(&env, "builder", None).await;
     create_pull_secret(&env, "runner").await;
     let layout = work.path("image");
-    support::write_oci_layout(&layout, "hello from a rotated password");
+    wharf_e2e::write_test_image(&layout, "hello from a rotated password");
     let app = format!("{hostname}/{}/app", env.namespace);
 
     // Rotation 1: the Secret alone is enough to push.

@@ -14,13 +14,12 @@ use kube::Api;
 use kube::api::PostParams;
 use registry_auth::AuthServer;
 use registry_auth::settings::AuthArgs;
-use sha2::{Digest, Sha256};
 use wharf_core::crd::{
     AuthSpec, ImageRegistry, ImageRegistryAccount, ImageRegistryAccountSpec, ImageRegistrySpec,
 };
 use wharf_core::registry::config::{RegistryConfig, render};
 use wharf_core::tls::{CertifiedKey, generate_ca, issue_server_cert};
-use wharf_e2e::TestEnv;
+use wharf_e2e::{TestEnv, free_port};
 
 pub const ISSUER: &str = "wharf-test-issuer";
 pub const SERVICE: &str = "wharf-test-registry";
@@ -94,14 +93,6 @@ pub fn certificates(work: &Workdir) -> Certificates {
         token_cert: work.write("token/tls.crt", &token.cert_pem),
         token_key: work.write("token/tls.key", &token.key_pem),
     }
-}
-
-/// A free loopback port (bound and released; the race with other tests is negligible).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
 }
 
 /// Creates ServiceAccount, Role and RoleBinding for registry-auth the way registry-controller
@@ -297,67 +288,6 @@ pub async fn pull(
     }
     args.extend([source.as_str(), destination.as_str()]);
     skopeo(&args).await
-}
-
-/// Writes a one-layer OCI image layout with tag `v1` whose only file holds `content`.
-pub fn write_oci_layout(dir: &Path, content: &str) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("creates blobs dir");
-    let put = |bytes: &[u8]| -> (String, usize) {
-        let hex: String = Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        std::fs::write(blobs.join(&hex), bytes).expect("writes blob");
-        (format!("sha256:{hex}"), bytes.len())
-    };
-
-    let mut layer = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    layer
-        .append_data(&mut header, "hello.txt", content.as_bytes())
-        .expect("appends file");
-    let layer = layer.into_inner().expect("finishes tar");
-    let (layer_digest, layer_size) = put(&layer);
-
-    let config = serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    });
-    let (config_digest, config_size) = put(config.to_string().as_bytes());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": config_size,
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": layer_digest,
-            "size": layer_size,
-        }],
-    });
-    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes());
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest,
-            "size": manifest_size,
-            "annotations": {"org.opencontainers.image.ref.name": "v1"},
-        }],
-    });
-    std::fs::write(dir.join("index.json"), index.to_string()).expect("writes index");
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
-        .expect("writes oci-layout");
 }
 
 /// Creates ImageRegistry `name` with `auth`.
