@@ -38,6 +38,9 @@ enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// The guided tour on this machine: a real node, wharf installed with Helm, pulls through a
+    /// mirror, a private registry with rotating Secrets. Prints how to explore and tear down.
+    Demo,
     /// Every test: brings the local control plane up, then runs the whole workspace's tests.
     Test {
         /// Extra arguments for `cargo test`, e.g. a test name filter.
@@ -69,6 +72,10 @@ fn main() -> anyhow::Result<()> {
             BenchTarget::SecretRotator => bench_secret_rotator::run(),
             BenchTarget::DataPlane(options) => bench_data_plane::run(&options),
         },
+        Command::Demo => {
+            scripts::install_test_dependencies()?;
+            scripts::demo()
+        }
         Command::Test { args } => {
             scripts::install_test_dependencies()?;
             scripts::cluster(&["up".to_owned()])?;

@@ -78,6 +78,25 @@ pub fn cargo_test(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask demo`: the tour itself is `wharf-demo` of the e2e crate, which shares its steps
+/// with the node tests (e2e/src/scenario), so what the demo shows is what CI checks.
+pub fn demo() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    crate::images::without_cargo_run_env(&mut command);
+    run(
+        command.current_dir(repo_root()).args([
+            "run",
+            "--quiet",
+            "--package",
+            "wharf-e2e",
+            "--bin",
+            "wharf-demo",
+        ]),
+        "the wharf demo",
+    )
+}
+
 /// Sums of libtest's `test result:` lines.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct TestTotals {
