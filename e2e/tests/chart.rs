@@ -162,13 +162,21 @@ fn seed_settings_reach_the_controllers_and_replicas_elect_a_leader() {
     );
 }
 
-/// Installs the chart with the Helm SDK into the test namespace; returns the release name.
+/// Installs the chart with the Helm SDK into the test namespace, without pods; returns the
+/// release name.
 async fn install(env: &TestEnv) -> String {
     let release = format!(
         "w{}",
         &env.namespace[env.namespace.len().saturating_sub(8)..]
     );
-    wharf_e2e::install_chart(&release, &env.namespace, &json!({}));
+    // No controller pod: the local node may be up with the images imported, and a controller
+    // of this release would reconcile every other test's objects there.
+    let no_pods = json!({
+        "mirrorController": {"replicas": 0},
+        "registryController": {"replicas": 0},
+        "secretRotator": {"replicas": 0},
+    });
+    wharf_e2e::install_chart(&release, &env.namespace, &no_pods);
     release
 }
 
@@ -199,10 +207,15 @@ async fn installs_and_rbac_allows_the_job_and_nothing_more() {
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(env.client.clone(), &ns);
     for component in ["mirror-controller", "registry-controller", "secret-rotator"] {
-        deployments
+        let deployment = deployments
             .get(&format!("{release}-{component}"))
             .await
             .unwrap_or_else(|err| panic!("{component} Deployment installed: {err}"));
+        assert_eq!(
+            deployment.spec.and_then(|s| s.replicas),
+            Some(0),
+            "{component} runs no pod on the local node"
+        );
     }
 
     let can = |sa: &str| env.client_as(&ns, &format!("{release}-{sa}"));
