@@ -23,10 +23,12 @@ pub fn state_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("WHARF_STATE_DIR") {
         return PathBuf::from(dir);
     }
-    let base = std::env::var("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".to_owned()))
-            .join(".local/state")
-    });
+    let base = std::env::var("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".to_owned()))
+                .join(".local/state")
+        });
     base.join("wharf/cluster")
 }
 

@@ -11,15 +11,15 @@ mod cluster;
 mod logs;
 pub mod node;
 mod oci;
-pub mod scenario;
 mod process;
+pub mod scenario;
 mod wait;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, Config};
 use tokio::task::JoinHandle;
@@ -30,6 +30,9 @@ pub use cluster::{
 };
 pub use oci::{free_port, write_test_image};
 pub use process::TestProcess;
+
+/// The ResourceQuota `TestEnv::new` puts in its namespace so that no pod runs there.
+pub const NO_PODS_QUOTA: &str = "wharf-e2e-no-pods";
 
 /// One integration test's view of the cluster: an admin client and a namespace of its own.
 pub struct TestEnv {
@@ -44,8 +47,26 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// Starts or reuses the cluster, installs the CRDs and creates a namespace named after `test`.
+    /// Starts or reuses the cluster, installs the CRDs and creates a namespace named after `test`
+    /// in which no pod may run (a zero-pod ResourceQuota): when the local node is up with wharf's
+    /// images imported, a StatefulSet or DaemonSet a controller test creates would otherwise
+    /// really run, and a hostess-agent pod would edit this machine's /etc/hosts and certs.d.
     pub async fn new(test: &str) -> Self {
+        let env = Self::with_pods(test).await;
+        let quota: ResourceQuota = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": NO_PODS_QUOTA},
+            "spec": {"hard": {"pods": "0"}}
+        }))
+        .expect("quota object");
+        Api::<ResourceQuota>::namespaced(env.client.clone(), &env.namespace)
+            .create(&PostParams::default(), &quota)
+            .await
+            .unwrap_or_else(|err| panic!("creating the pod quota of {}: {err}", env.namespace));
+        env
+    }
+
+    /// As `new`, but pods may run in the namespace: for tests on the local node.
+    pub async fn with_pods(test: &str) -> Self {
         logs::init();
         let kubeconfig = cluster::ensure_up();
         let config = cluster::admin_config(&kubeconfig).await;

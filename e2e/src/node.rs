@@ -58,10 +58,17 @@ pub fn ensure_node(images: &[&str]) {
     imported.extend(missing.iter().map(|image| (*image).to_owned()));
 }
 
-/// `cargo run -p xtask --`, without the variables cargo set for this test: a nested cargo would
-/// take CARGO_PKG_NAME=wharf-e2e and the like for changed build-script inputs (ring reruns on
-/// CARGO_PKG_NAME) and rebuild half the dependency tree.
+/// `cargo run -p xtask --` (see `cargo_command`).
 pub fn xtask_command() -> Command {
+    let mut command = cargo_command();
+    command.args(["run", "--quiet", "--package", "xtask", "--"]);
+    command
+}
+
+/// cargo in the repository root, without the variables cargo set for this test: a nested cargo
+/// would take CARGO_PKG_NAME=wharf-e2e and the like for changed build-script inputs (ring reruns
+/// on CARGO_PKG_NAME) and rebuild half the dependency tree.
+pub fn cargo_command() -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
     for (name, _) in std::env::vars() {
@@ -75,9 +82,7 @@ pub fn xtask_command() -> Command {
             command.env_remove(name);
         }
     }
-    command
-        .current_dir(repo_root())
-        .args(["run", "--quiet", "--package", "xtask", "--"]);
+    command.current_dir(repo_root());
     command
 }
 

@@ -81,7 +81,7 @@ fn restricted() -> Value {
 #[tokio::test]
 async fn a_pod_of_a_static_binary_runs() {
     node();
-    let env = TestEnv::new("node-static-pod").await;
+    let env = TestEnv::with_pods("node-static-pod").await;
     create::<Pod>(
         &env,
         json!({
@@ -108,7 +108,7 @@ async fn a_pod_of_a_static_binary_runs() {
 #[tokio::test]
 async fn a_statefulset_service_answers_from_both_pods() {
     node();
-    let env = TestEnv::new("node-statefulset").await;
+    let env = TestEnv::with_pods("node-statefulset").await;
     let web_server = "mkdir -p /tmp/www && hostname > /tmp/www/index.html \
                       && exec httpd -f -p 8080 -h /tmp/www";
     let service: Service = create(
@@ -221,7 +221,7 @@ async fn a_statefulset_service_answers_from_both_pods() {
 #[tokio::test]
 async fn wharf_images_run_as_non_root_and_reach_the_api_server() {
     node();
-    let env = TestEnv::new("node-wharf-images").await;
+    let env = TestEnv::with_pods("node-wharf-images").await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
 
     // The binary and the libraries ldd found are all there, for the non-root user.

@@ -328,8 +328,12 @@ mod tests {
         );
         // Images rewritten to `10.96.0.5/<masquerade>/…` are pulled from the mirror's address.
         let by_address = root.path().join("etc/containerd/certs.d/10.96.0.5");
-        let hosts_toml = std::fs::read_to_string(by_address.join("hosts.toml")).expect("hosts.toml");
-        assert!(hosts_toml.contains("server = \"https://10.96.0.5\""), "{hosts_toml}");
+        let hosts_toml =
+            std::fs::read_to_string(by_address.join("hosts.toml")).expect("hosts.toml");
+        assert!(
+            hosts_toml.contains("server = \"https://10.96.0.5\""),
+            "{hosts_toml}"
+        );
         assert!(by_address.join("wharf-docker-ca.crt").exists());
         assert!(
             root.path()

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
@@ -67,6 +68,11 @@ impl Wharf {
     ) -> Wharf {
         narrator.step("building wharf's images without Docker and importing them into the node");
         ensure_node(&WHARF_IMAGES);
+        // wharf runs for real here: lift the zero-pod quota of a `TestEnv::new` namespace.
+        let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), namespace);
+        let _absent = quotas
+            .delete(crate::NO_PODS_QUOTA, &DeleteParams::default())
+            .await;
         narrator.step(format!(
             "helm install {release} charts/wharf --namespace {namespace} (every component)"
         ));
@@ -147,7 +153,9 @@ impl Wharf {
                 kind,
             ));
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
-            let _gone = api.delete_collection(&DeleteParams::default(), &params).await;
+            let _gone = api
+                .delete_collection(&DeleteParams::default(), &params)
+                .await;
         }
         let deadline = tokio::time::Instant::now() + AVAILABLE_TIMEOUT;
         while tokio::time::Instant::now() < deadline {

@@ -35,6 +35,9 @@ fn service_spec(mirror: &ValidMirror, cluster_ip: Option<&str>) -> ServiceSpec {
     ServiceSpec {
         type_: Some("ClusterIP".into()),
         cluster_ip: cluster_ip.map(str::to_owned),
+        // Each mirror pod has a cache of its own: a node that keeps pulling from the pod whose
+        // cache it warmed pulls an image again without any upstream traffic.
+        session_affinity: Some("ClientIP".into()),
         // The nginx pods only: the node agents share the `app`/`mirror` labels.
         selector: Some(pod_selector_labels(&mirror.name, COMPONENT_REGISTRY)),
         ports: Some(vec![ServicePort {
@@ -69,6 +72,7 @@ mod tests {
         assert_eq!(owner.controller, Some(true));
         let spec = service.spec.expect("spec");
         assert_eq!(spec.cluster_ip, None);
+        assert_eq!(spec.session_affinity.as_deref(), Some("ClientIP"));
         let selector = spec.selector.expect("selector");
         assert_eq!(selector["component"], "registry");
         assert_eq!(selector["mirror"], "docker");

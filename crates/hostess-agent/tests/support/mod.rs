@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 /// Fails the test, naming the script that installs them, when any of `binaries` is missing.
 pub fn require_tools(binaries: &[&str]) {
     let missing: Vec<&str> = binaries
