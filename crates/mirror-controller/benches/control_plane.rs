@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ResourceQuota, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ResourceQuota, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -57,6 +57,12 @@ async fn run(env: &TestEnv, id: &str) -> Result<bool, String> {
         .create(&PostParams::default(), &quota)
         .await
         .map_err(|e| format!("creating the ResourceQuota: {e}"))?;
+
+    // The same number of writes the controller makes, sent as fast as the API server takes them:
+    // the floor any controller can reach on this machine at this moment (it is shared and noisy,
+    // so the ratio to it says more than the seconds alone).
+    println!("measuring the API server's floor: {FLOOR_WRITES} plain writes…");
+    let floor = api_floor(env).await?;
 
     let first = Controller::start(env, id, "controller-1")?;
     first.wait_ready().await?;
@@ -117,6 +123,11 @@ async fn run(env: &TestEnv, id: &str) -> Result<bool, String> {
         TARGET_CONVERGE.as_secs()
     );
     println!(
+        "  API server floor, {FLOOR_WRITES} writes      {:>8.2} s   (the converge time is {:.2}× it)",
+        floor.as_secs_f64(),
+        converged.as_secs_f64() / floor.as_secs_f64().max(0.001)
+    );
+    println!(
         "  API writes per mirror, creation    {:>8.2}     ({} in all: {})",
         per_mirror(&creation_writes),
         creation_writes.total,
@@ -138,6 +149,43 @@ async fn run(env: &TestEnv, id: &str) -> Result<bool, String> {
     let met = converged < TARGET_CONVERGE && restart_writes.total == 0 && peak_rss < TARGET_RSS_KIB;
     println!("  targets {}", if met { "met" } else { "MISSED" });
     Ok(met)
+}
+
+/// Writes one mirror's children take at creation (children and status, see the report).
+const FLOOR_WRITES: usize = MIRRORS * 7;
+
+/// Time to create FLOOR_WRITES ConfigMaps of a child's typical size, 64 requests in flight;
+/// they are deleted again before the controller starts.
+async fn api_floor(env: &TestEnv) -> Result<Duration, String> {
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    let payload = "x".repeat(2048);
+    let started = Instant::now();
+    futures::stream::iter(0..FLOOR_WRITES)
+        .map(|index| {
+            let api = api.clone();
+            let map: Result<ConfigMap, _> = serde_json::from_value(json!({
+                "metadata": {"name": format!("floor-{index}"), "labels": {"wharf.dev/floor": "true"}},
+                "data": {"payload": payload},
+            }));
+            async move {
+                let map = map.map_err(|e| e.to_string())?;
+                api.create(&PostParams::default(), &map)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("creating ConfigMap {}: {e}", map.name_any()))
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let elapsed = started.elapsed();
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("wharf.dev/floor=true"),
+    )
+    .await
+    .map_err(|e| format!("deleting the floor's ConfigMaps: {e}"))?;
+    Ok(elapsed)
 }
 
 /// Polls until every mirror reports Synced for its generation and every child exists.
