@@ -26,7 +26,8 @@ use tokio::task::JoinHandle;
 
 pub use chart::{chart_dir, install_chart, lint_chart, render_chart};
 pub use cluster::{
-    install_crds, is_established as cluster_is_established, kubeconfig_path, repo_root, state_dir,
+    admin_config, ensure_up, install_crds, is_established as cluster_is_established,
+    kubeconfig_path, repo_root, state_dir,
 };
 pub use oci::{free_port, write_test_image};
 pub use process::TestProcess;

@@ -342,6 +342,19 @@ pub(crate) async fn create_mirror(
         .unwrap_or_else(|err| panic!("creating RegistryMirror {name}: {err}"));
 }
 
+/// Creates RegistryMirror `name` of `upstream` for the release and waits until it is Ready and
+/// its pods and node agents run; returns its ClusterIP. (The demo leaves one to explore.)
+pub async fn create_ready_mirror(
+    wharf: &Wharf,
+    name: &str,
+    upstream: &UpstreamRegistry,
+    narrator: &Narrator,
+) -> String {
+    trust_upstream_ca(wharf).await;
+    create_mirror(wharf, name, &upstream.host(), None).await;
+    wait_mirror_ready(wharf, name, narrator).await
+}
+
 /// Deletes the (cluster-scoped) mirror and waits until it is gone, finalizers and all.
 pub async fn delete_mirror(wharf: &Wharf, name: &str) {
     let api: Api<RegistryMirror> = Api::all(wharf.client.clone());

@@ -4,8 +4,16 @@
 //! A scenario narrates its steps (the demo shows them; a test's output shows them on failure) and
 //! panics with a message naming what went wrong, as the rest of the harness does.
 
+mod mirror;
+pub mod registry;
+mod upstream;
 mod wharf;
 
+pub use mirror::{
+    MirrorReport, PullReport, ServicesReport, create_ready_mirror, delete_mirror,
+    delete_release_mirrors, describe, hostess_pull_through, mirror_options, services_pull_through,
+};
+pub use upstream::{PushedImage, UpstreamRegistry};
 pub use wharf::{Wharf, WharfOptions};
 
 use std::time::{Duration, Instant};
@@ -30,7 +38,10 @@ impl Narrator {
 
     /// A step begins.
     pub fn step(&self, what: impl std::fmt::Display) {
-        eprintln!("==> [{:>5.1}s] {what}", self.started.elapsed().as_secs_f64());
+        eprintln!(
+            "==> [{:>5.1}s] {what}",
+            self.started.elapsed().as_secs_f64()
+        );
     }
 
     /// A detail of the current step (a figure, a name, a command the user can run).
