@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail, ensure};
 use wharf_dataplane_tests::http::Request;
+use wharf_dataplane_tests::process::reaped_children_cpu_seconds;
 use wharf_dataplane_tests::{
-    Containerd, MirrorOptions, Scenario, TestImage, UpstreamOptions, tools,
+    Containerd, MirrorOptions, Scenario, StaticFileServer, TestImage, UpstreamOptions, tools,
 };
 
 const MB: u64 = 1_000_000;
@@ -96,54 +97,271 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serving rate of a cached blob to curl (to /dev/null), against the upstream's own rate, and
-/// nginx's CPU time per GB served (the rate it could sustain with a core to itself).
+/// Where the warm blob is downloaded from, side by side in the same rounds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The mirror's cache.
+    Mirror,
+    /// The same file from nginx with the mirror's TLS settings: the ceiling over TLS.
+    StaticTls,
+    /// The same, with curl negotiating HTTP/2: whether the client's protocol matters.
+    StaticTlsHttp2,
+    /// The same file over plain HTTP (sendfile): the loopback ceiling without encryption.
+    StaticPlain,
+    /// The upstream registry itself.
+    Upstream,
+}
+
+const SOURCES: [Source; 5] = [
+    Source::Mirror,
+    Source::StaticTls,
+    Source::StaticTlsHttp2,
+    Source::StaticPlain,
+    Source::Upstream,
+];
+
+/// Downloads of one source: rates, and the CPU the server's nginx and curl spent.
+#[derive(Default)]
+struct Downloads {
+    rates: Vec<f64>,
+    bytes: u64,
+    server_cpu_seconds: f64,
+    curl_cpu_seconds: f64,
+}
+
+impl Downloads {
+    fn rate(&self) -> f64 {
+        median(self.rates.clone())
+    }
+
+    fn server_cpu_per_gb(&self) -> f64 {
+        self.server_cpu_seconds / (self.bytes as f64 / 1e9)
+    }
+
+    fn curl_cpu_per_gb(&self) -> f64 {
+        self.curl_cpu_seconds / (self.bytes as f64 / 1e9)
+    }
+}
+
+/// Serving rate of a cached blob to curl (to /dev/null), against the upstream's own rate and
+/// the ceiling of this machine: the same file from nginx with the mirror's TLS settings and
+/// over plain HTTP, all in the same interleaved rounds. Also the CPU per GB of nginx and of curl
+/// (the rate each could sustain with a core to itself): on loopback both share the machine.
 fn warm_blob_rate(world: &Scenario, image: &TestImage, runs: usize) -> anyhow::Result<Vec<Row>> {
     let layer = &image.layers[0];
     let path = format!("/v2/bench/one/blobs/{}", layer.digest);
+    let blob_file = world.layout.blob_path(&layer.digest);
+    let (Some(root), Some(file_name)) = (blob_file.parent(), blob_file.file_name()) else {
+        bail!("no blob file for {}", layer.digest);
+    };
+    let file_name = file_name.to_string_lossy();
+    let static_files = StaticFileServer::start(
+        &world.workdir.subdir("static-files"),
+        &world.pki,
+        root,
+        &world.mirror.rendered(),
+    );
     let ca = &world.pki.ca_cert;
-    let fetch = |url: String| -> anyhow::Result<f64> {
-        let response = Request::get(url, ca).discard_body().send();
+    let upstream_url = format!("https://{}{path}", world.upstream.host());
+    let download = |source: Source, downloads: &mut Downloads| -> anyhow::Result<()> {
+        let (request, server_cpu): (Request, &dyn Fn() -> f64) = match source {
+            Source::Mirror => (Request::get(world.mirror_url(&path), ca), &|| {
+                world.mirror.worker_cpu_seconds()
+            }),
+            Source::StaticTls => (Request::get(static_files.tls_url(&file_name), ca), &|| {
+                static_files.worker_cpu_seconds()
+            }),
+            Source::StaticTlsHttp2 => (
+                Request::get(static_files.tls_http2_url(&file_name), ca).http2(),
+                &|| static_files.worker_cpu_seconds(),
+            ),
+            Source::StaticPlain => (
+                Request::get(static_files.plain_url(&file_name), ca),
+                &|| static_files.worker_cpu_seconds(),
+            ),
+            Source::Upstream => (Request::get(upstream_url.clone(), ca), &|| {
+                world.upstream.registry_cpu_seconds()
+            }),
+        };
+        let (server_before, curl_before) = (server_cpu(), reaped_children_cpu_seconds());
+        let response = request.discard_body().send();
+        downloads.server_cpu_seconds += server_cpu() - server_before;
+        downloads.curl_cpu_seconds += reaped_children_cpu_seconds() - curl_before;
         ensure!(
             response.status == 200 && response.bytes_downloaded == layer.size,
             "blob download failed: {}",
             response.describe()
         );
-        Ok(layer.size as f64 / MB as f64 / response.total_time.as_secs_f64())
+        let wanted_version = if source == Source::StaticTlsHttp2 {
+            "2"
+        } else {
+            "1.1"
+        };
+        ensure!(
+            response.http_version == wanted_version,
+            "curl spoke HTTP/{} instead of HTTP/{wanted_version}",
+            response.http_version
+        );
+        downloads
+            .rates
+            .push(layer.size as f64 / MB as f64 / response.total_time.as_secs_f64());
+        downloads.bytes += layer.size;
+        Ok(())
     };
-    eprintln!("bench: warm blob serving rate");
-    fetch(world.mirror_url(&path))?; // fills the cache
-    let downloads = runs.max(5);
-    let cpu_before = world.mirror.worker_cpu_seconds();
-    let mirror = median(
-        (0..downloads)
-            .map(|_| fetch(world.mirror_url(&path)))
-            .collect::<anyhow::Result<_>>()?,
+    eprintln!(
+        "bench: warm blob serving rate (mirror, static nginx over TLS and plain HTTP, upstream)"
     );
-    let served_gb = downloads as f64 * layer.size as f64 / 1e9;
-    let cpu_per_gb = (world.mirror.worker_cpu_seconds() - cpu_before) / served_gb;
-    let upstream_url = format!("https://{}{path}", world.upstream.host());
-    let direct = median(
-        (0..downloads)
-            .map(|_| fetch(upstream_url.clone()))
-            .collect::<anyhow::Result<_>>()?,
-    );
+    // Fills the cache, and every source's page cache and TLS session.
+    for source in SOURCES {
+        download(source, &mut Downloads::default())?;
+    }
+    let tls_connections_before = kernel_tls_connections();
+    let mut results: Vec<Downloads> = SOURCES.iter().map(|_| Downloads::default()).collect();
+    let busy_before = busy_cpu_seconds();
+    let started = Instant::now();
+    for round in 0..runs.max(7) {
+        // Each round starts with another source: what runs just before a download (another
+        // process still finishing, a cold CPU cache) is spread over all sources alike.
+        for index in (0..SOURCES.len()).map(|i| (i + round) % SOURCES.len()) {
+            download(SOURCES[index], &mut results[index])?;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ours: f64 = results
+        .iter()
+        .map(|d| d.server_cpu_seconds + d.curl_cpu_seconds)
+        .sum();
+    let others_cores = busy_cpu_seconds()
+        .zip(busy_before)
+        .map(|(after, before)| ((after - before - ours) / elapsed).max(0.0));
+    let kernel_tls = kernel_tls_connections()
+        .zip(tls_connections_before)
+        .map(|(after, before)| after - before);
+    let [mirror, static_tls, static_http2, static_plain, upstream] = &results[..] else {
+        bail!("one result per source");
+    };
+    let mirror_rate = mirror.rate();
     Ok(vec![
         Row {
             what: format!("warm blob serving, {} MB, curl", layer.size / MB),
-            value: mirror,
+            value: mirror_rate,
             unit: "MB/s",
-            baseline: Some(("upstream direct", direct)),
-            note: format!("target >= 2000 MB/s: {}", verdict(mirror >= 2000.0)),
+            baseline: Some(("upstream direct", upstream.rate())),
+            note: format!(
+                "target >= 2000 MB/s: {}{}",
+                verdict(mirror_rate >= 2000.0),
+                match kernel_tls {
+                    Some(0) => "; kernel TLS not used",
+                    Some(_) => "; kernel TLS used",
+                    None => "; no kernel TLS in this kernel",
+                }
+            ),
+        },
+        Row {
+            what: "  vs the same file from nginx, same TLS".to_owned(),
+            value: mirror_rate,
+            unit: "MB/s",
+            baseline: Some(("static TLS", static_tls.rate())),
+            note: format!(
+                "ceiling over TLS here; curl --http2: {:.0} MB/s",
+                static_http2.rate()
+            ),
+        },
+        Row {
+            what: "  vs the same file from nginx, plain HTTP".to_owned(),
+            value: mirror_rate,
+            unit: "MB/s",
+            baseline: Some(("static plain", static_plain.rate())),
+            note: "ceiling of loopback without TLS (sendfile)".to_owned(),
         },
         Row {
             what: "  nginx CPU per GB served".to_owned(),
-            value: cpu_per_gb,
+            value: mirror.server_cpu_per_gb(),
             unit: "s",
+            baseline: Some(("static TLS", static_tls.server_cpu_per_gb())),
+            note: format!(
+                "= {:.0} MB/s per core (static plain {:.2} s, upstream registry {:.2} s)",
+                1000.0 / mirror.server_cpu_per_gb(),
+                static_plain.server_cpu_per_gb(),
+                upstream.server_cpu_per_gb()
+            ),
+        },
+        Row {
+            what: "  curl CPU per GB received".to_owned(),
+            value: mirror.curl_cpu_per_gb(),
+            unit: "s",
+            baseline: Some(("static plain", static_plain.curl_cpu_per_gb())),
+            note: format!(
+                "= {:.0} MB/s per core: the client alone",
+                1000.0 / mirror.curl_cpu_per_gb()
+            ),
+        },
+        Row {
+            what: "  best case: nginx and curl, 2 idle cores".to_owned(),
+            value: two_core_bound(mirror),
+            unit: "MB/s",
+            baseline: Some(("static plain", two_core_bound(static_plain))),
+            note: format!(
+                "from CPU per GB above; static TLS {:.0} MB/s",
+                two_core_bound(static_tls)
+            ),
+        },
+        Row {
+            what: "  other processes meanwhile".to_owned(),
+            value: others_cores.unwrap_or(f64::NAN),
+            unit: "cores",
             baseline: None,
-            note: format!("= {:.0} MB/s per core", 1000.0 / cpu_per_gb),
+            note: format!(
+                "of {}: CPU not used by these downloads",
+                std::thread::available_parallelism().map_or(0, usize::from)
+            ),
         },
     ])
+}
+
+/// The highest rate one download could reach if nginx and curl each had an idle core to
+/// itself: the side that needs more CPU per byte sets it.
+fn two_core_bound(downloads: &Downloads) -> f64 {
+    1000.0
+        / downloads
+            .server_cpu_per_gb()
+            .max(downloads.curl_cpu_per_gb())
+}
+
+/// CPU time all processes have used so far (`/proc/stat`, every core, idle and iowait left
+/// out), or `None` when it cannot be read.
+fn busy_cpu_seconds() -> Option<f64> {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(busy as f64 / TICKS_PER_SECOND)
+}
+
+/// Connections whose sending the kernel has encrypted so far (`/proc/net/tls_stat`), or `None` when this
+/// kernel has no TLS (built without `CONFIG_TLS`).
+fn kernel_tls_connections() -> Option<u64> {
+    let stats = std::fs::read_to_string("/proc/net/tls_stat").ok()?;
+    Some(
+        stats
+            .lines()
+            .filter_map(|line| line.split_once(char::is_whitespace))
+            .filter(|(name, _)| matches!(*name, "TlsTxSw" | "TlsTxDevice"))
+            .filter_map(|(_, count)| count.trim().parse::<u64>().ok())
+            .sum(),
+    )
 }
 
 /// Cold and warm `ctr images pull` through the mirror, against pulling from the upstream.

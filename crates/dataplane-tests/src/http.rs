@@ -18,6 +18,8 @@ pub struct Response {
     pub time_to_first_byte: Duration,
     pub total_time: Duration,
     pub bytes_downloaded: u64,
+    /// The HTTP version of the last response: `1.1`, `2`.
+    pub http_version: String,
 }
 
 impl Response {
@@ -52,6 +54,7 @@ pub struct Request<'a> {
     ca: &'a Path,
     headers: Vec<String>,
     discard_body: bool,
+    http_version: &'static str,
 }
 
 impl<'a> Request<'a> {
@@ -70,6 +73,7 @@ impl<'a> Request<'a> {
             ca,
             headers: Vec::new(),
             discard_body: false,
+            http_version: "--http1.1",
         }
     }
 
@@ -85,6 +89,12 @@ impl<'a> Request<'a> {
         self
     }
 
+    /// Asks for HTTP/2 (negotiated with ALPN; a server without it answers over HTTP/1.1).
+    pub fn http2(mut self) -> Self {
+        self.http_version = "--http2";
+        self
+    }
+
     pub fn send(self) -> Response {
         let dir = tempfile::tempdir().expect("temporary directory for curl");
         let headers_file = dir.path().join("headers");
@@ -95,13 +105,16 @@ impl<'a> Request<'a> {
         };
         let mut command = Command::new(require("curl"));
         command
-            .args(["-sS", "--http1.1", "--max-time", "120", "--cacert"])
+            .args(["-sS", self.http_version, "--max-time", "120", "--cacert"])
             .arg(self.ca)
             .arg("-D")
             .arg(&headers_file)
             .arg("-o")
             .arg(&body_file)
-            .args(["-w", "%{time_starttransfer} %{time_total} %{size_download}"]);
+            .args([
+                "-w",
+                "%{time_starttransfer} %{time_total} %{size_download} %{http_version}",
+            ]);
         if self.method == "HEAD" {
             command.arg("--head");
         } else {
@@ -119,6 +132,7 @@ impl<'a> Request<'a> {
         let time_to_first_byte = seconds();
         let total_time = seconds();
         let bytes_downloaded = timings.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let http_version = timings.next().unwrap_or_default().to_owned();
         let raw_headers = std::fs::read_to_string(&headers_file).unwrap_or_default();
         let (status, headers) = parse_last_response_headers(&raw_headers);
         let body = if self.discard_body {
@@ -133,6 +147,7 @@ impl<'a> Request<'a> {
             time_to_first_byte,
             total_time,
             bytes_downloaded,
+            http_version,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod pki;
 pub mod process;
 pub mod registry;
 pub mod scenario;
+pub mod static_files;
 pub mod tools;
 
 pub use clients::{Containerd, Skopeo};
@@ -22,3 +23,4 @@ pub use pki::TestPki;
 pub use process::Workdir;
 pub use registry::{Upstream, UpstreamOptions};
 pub use scenario::Scenario;
+pub use static_files::StaticFileServer;

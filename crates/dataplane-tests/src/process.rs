@@ -178,33 +178,52 @@ pub fn free_port() -> u16 {
 
 /// CPU time (user + system) used so far by the direct children of `parent` (nginx's workers).
 pub fn children_cpu_seconds(parent: u32) -> f64 {
-    // /proc reports times in USER_HZ, 100 per second on Linux.
-    const TICKS_PER_SECOND: f64 = 100.0;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
-    let mut ticks = 0u64;
-    for entry in entries.flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // The command name may contain spaces: fields start after its closing parenthesis.
-        let Some((_, fields)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = fields.split_whitespace().collect();
-        // fields[0] is state (stat field 3): ppid is field 4, utime 14, stime 15.
-        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
-            let time = |i: usize| {
-                fields
-                    .get(i)
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            ticks += time(11) + time(12);
-        }
-    }
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| stat_field(stat, PPID) == Some(u64::from(parent)))
+        .map(|stat| cpu_seconds(&stat, UTIME, STIME))
+        .sum()
+}
+
+/// CPU time (user + system) process `pid` has used so far (all its threads).
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    cpu_seconds(&stat, UTIME, STIME)
+}
+
+/// CPU time (user + system) of this process's children that have exited and been waited for,
+/// e.g. every `curl` run so far: the difference around one run is that run's CPU time.
+pub fn reaped_children_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds(&stat, CHILDREN_UTIME, CHILDREN_STIME)
+}
+
+// Fields of /proc/<pid>/stat, numbered as in proc(5); times are in USER_HZ, 100 per second.
+const PPID: usize = 4;
+const UTIME: usize = 14;
+const STIME: usize = 15;
+const CHILDREN_UTIME: usize = 16;
+const CHILDREN_STIME: usize = 17;
+const TICKS_PER_SECOND: f64 = 100.0;
+
+fn cpu_seconds(stat: &str, user: usize, system: usize) -> f64 {
+    let ticks = stat_field(stat, user).unwrap_or(0) + stat_field(stat, system).unwrap_or(0);
     ticks as f64 / TICKS_PER_SECOND
+}
+
+/// Field `number` (from 3 on) of a stat line. The command name (field 2) may contain spaces
+/// and parentheses: the fields after it start after its last closing parenthesis.
+fn stat_field(stat: &str, number: usize) -> Option<u64> {
+    let (_, fields) = stat.rsplit_once(')')?;
+    fields
+        .split_whitespace()
+        .nth(number.checked_sub(3)?)?
+        .parse()
+        .ok()
 }
 
 /// The last `lines` lines of a log file.
@@ -238,4 +257,50 @@ pub fn run(command: &mut Command) -> Result<Output, String> {
 /// Like [`run`], panicking on failure.
 pub fn run_ok(command: &mut Command) -> Output {
     run(command).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        let stat = "42 (a (b) c) S 7 42 42 0 -1 4194560 10 0 0 0 250 130 3 4 20 0";
+        assert_eq!(stat_field(stat, PPID), Some(7));
+        assert_eq!(stat_field(stat, UTIME), Some(250));
+        assert_eq!(stat_field(stat, CHILDREN_STIME), Some(4));
+        assert_eq!(cpu_seconds(stat, UTIME, STIME), 3.8);
+        assert_eq!(stat_field(stat, 2), None);
+        assert_eq!(stat_field("garbage", UTIME), None);
+    }
+
+    #[test]
+    fn a_finished_child_adds_its_cpu_time() {
+        let before = reaped_children_cpu_seconds();
+        run_ok(
+            Command::new("sh").args(["-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done"]),
+        );
+        let used = reaped_children_cpu_seconds() - before;
+        assert!(used > 0.0 && used < 60.0, "{used}");
+    }
+
+    #[test]
+    fn a_running_process_reports_its_cpu_time() {
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .expect("start sh");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while process_cpu_seconds(child.id()) == 0.0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let used = process_cpu_seconds(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(used > 0.0, "{used}");
+        assert_eq!(process_cpu_seconds(u32::MAX), 0.0);
+    }
 }

@@ -87,6 +87,14 @@ impl Upstream {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// CPU seconds the registry process has used so far.
+    pub fn registry_cpu_seconds(&self) -> f64 {
+        self.registry
+            .as_ref()
+            .and_then(Daemon::pid)
+            .map_or(0.0, crate::process::process_cpu_seconds)
+    }
+
     /// The registry (and blob server) stop answering: connections are refused.
     pub fn stop(&mut self) {
         if let Some(mut failing) = self.failing.take() {

@@ -84,14 +84,15 @@ fn ten_concurrent_cold_pulls_fetch_each_blob_upstream_once() {
 
 #[test]
 fn a_waiting_client_streams_while_the_first_download_runs() {
-    // A slow object store (4 MB/s per request): the 16 MiB blob takes about 4 s to arrive.
+    // A slow object store (one slice per second and request): the blob of four slices takes
+    // about 4 s to arrive.
     let upstream = UpstreamOptions {
         redirect_blobs: true,
-        blob_rate_limit: Some("4m".into()),
+        blob_rate_limit: Some(format!("{}k", BLOB_SLICE_SIZE / 1024)),
         ..UpstreamOptions::default()
     };
     let mut world = Scenario::start("stream", upstream, &MirrorOptions::default());
-    let image = world.push_image("slow/app", "v1", &[16 * MIB]);
+    let image = world.push_image("slow/app", "v1", &[4 * BLOB_SLICE_SIZE]);
     let layer = image.layers[0].clone();
     let url = world.mirror_url(&format!("/v2/slow/app/blobs/{}", layer.digest));
     let ca = world.pki.ca_cert.clone();

@@ -2,6 +2,7 @@
 //! once whichever client asks (containerd adds `?ns=`, skopeo does not), later pulls are served
 //! from the cache, and headers are right on hits and misses for GET and HEAD.
 
+use wharf_core::nginx::BLOB_SLICE_SIZE;
 use wharf_dataplane_tests::clients::copied_blob;
 use wharf_dataplane_tests::http::Request;
 use wharf_dataplane_tests::image::file_digest;
@@ -16,8 +17,8 @@ fn ctr_then_skopeo_fetch_each_blob_upstream_once() {
         UpstreamOptions::default(),
         &MirrorOptions::default(),
     );
-    // 9 MiB spans three 4 MiB slices; the small layer fits in one.
-    let image = world.push_image("team/app", "v1", &[9 * MIB, 300 * 1024]);
+    // The big layer spans three slices; the small one fits in one.
+    let image = world.push_image("team/app", "v1", &[2 * BLOB_SLICE_SIZE + MIB, 300 * 1024]);
 
     let node = world.new_containerd();
     let reference = world.upstream_ref("team/app", "v1");
@@ -92,7 +93,8 @@ fn headers_are_right_on_hits_and_misses_for_get_and_head() {
         UpstreamOptions::default(),
         &MirrorOptions::default(),
     );
-    let image = world.push_image("lib/headers", "v1", &[5 * MIB, 1024]);
+    // The big layer spans two slices.
+    let image = world.push_image("lib/headers", "v1", &[BLOB_SLICE_SIZE + MIB, 1024]);
     let ca = world.pki.ca_cert.clone();
     let manifest_paths = [
         "/v2/lib/headers/manifests/v1".to_owned(),
@@ -199,20 +201,24 @@ fn headers_are_right_on_hits_and_misses_for_get_and_head() {
         layer.digest
     );
 
-    // Ranges are served from the cached slices.
+    // Ranges are served from the cached slices, also across a slice boundary.
     let big = &image.layers[0];
+    let (first, last) = (BLOB_SLICE_SIZE - 4, BLOB_SLICE_SIZE + 5);
     let range = Request::get(
         world.mirror_url(&format!("/v2/lib/headers/blobs/{}", big.digest)),
         &ca,
     )
-    .header("Range", "bytes=4194300-4194309")
+    .header("Range", &format!("bytes={first}-{last}"))
     .send();
     assert_eq!(range.status, 206, "{}", range.describe());
     assert_eq!(range.body.len(), 10);
     assert_eq!(
         range.header("Content-Range"),
-        Some(format!("bytes 4194300-4194309/{}", big.size).as_str())
+        Some(format!("bytes {first}-{last}/{}", big.size).as_str())
     );
+    let blob_file = world.layout.blob_path(&big.digest);
+    let whole = std::fs::read(&blob_file).expect("read the layer blob");
+    assert_eq!(range.body, whole[first as usize..=last as usize]);
 
     // The masquerade path is the same object.
     let masqueraded = Request::get(

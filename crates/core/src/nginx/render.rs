@@ -10,8 +10,13 @@ const TEMPLATE: &str = include_str!("template.conf");
 
 /// Size of the pieces a blob is fetched and cached in (nginx's `slice`). Clients waiting for a
 /// blob that another client is fetching receive it slice by slice; each slice is one upstream
-/// range request.
-pub const BLOB_SLICE_SIZE: u64 = 4 * 1024 * 1024;
+/// range request, on a new upstream connection (`proxy_pass` to a variable keeps no
+/// connections), and a waiting client looks for the next slice every 500 ms (nginx's cache
+/// lock), so it gets at most one slice per look. Measured on loopback, a cold 100 MB blob
+/// arrives about 15% faster with 8 MiB slices than with 4 MiB (1 MiB: half as fast, 16 MiB:
+/// 20% faster still, but then waiting clients get nothing of a layer smaller than 16 MiB until
+/// it is complete); a warm blob is served at the same rate from 2 MiB on.
+pub const BLOB_SLICE_SIZE: u64 = 8 * 1024 * 1024;
 
 /// What every proxying location of the public server does to responses. (nginx inherits
 /// `proxy_hide_header` and `add_header` only into locations that set none of their own, so each
@@ -282,6 +287,15 @@ mod tests {
         let text = render(&tiny);
         assert!(text.contains(&format!("max_size={MIN_CACHE_BYTES} ")));
         assert!(text.contains("proxy_cache_valid 200 1s;"));
+    }
+
+    #[test]
+    fn cached_files_are_sent_with_kernel_tls_where_the_kernel_has_it() {
+        let text = render(&config());
+        // SSL_sendfile needs both: OpenSSL's kTLS option and nginx's sendfile.
+        assert!(text.contains("\n        ssl_conf_command Options KTLS;\n"));
+        assert!(text.contains("\n    sendfile on;\n"));
+        assert!(text.contains("ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:"));
     }
 
     #[test]
