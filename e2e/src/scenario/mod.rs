@@ -18,6 +18,11 @@ pub use wharf::{Wharf, WharfOptions};
 
 use std::time::{Duration, Instant};
 
+use kube::Resource;
+use kube::api::Api;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 /// Progress output of a scenario: numbered steps with their durations.
 pub struct Narrator {
     started: Instant,
@@ -53,4 +58,42 @@ impl Narrator {
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
+}
+
+/// Polls `name` until `check` holds; on timeout panics with the object as last seen.
+pub(crate) async fn wait_until<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&K) -> bool,
+) -> K
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Serialize,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        match api.get_opt(name).await {
+            Ok(Some(object)) if check(&object) => return object,
+            Ok(found) => last = found,
+            Err(err) => tracing::warn!(%err, name, "reading failed, retrying"),
+        }
+        if Instant::now() >= deadline {
+            let seen = last
+                .map(|o| serde_yaml::to_string(&o).unwrap_or_default())
+                .unwrap_or_else(|| "(absent)".into());
+            let kind = last_kind::<K>();
+            panic!("{kind} {name} not {what} after {timeout:?}; last seen:\n{seen}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn last_kind<K: Resource>() -> String {
+    std::any::type_name::<K>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("object")
+        .to_owned()
 }

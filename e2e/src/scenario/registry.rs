@@ -29,10 +29,11 @@ use wharf_core::crd::{ImagePullSecret, ImagePushSecret, ImageRegistry};
 use wharf_core::registry::names;
 use wharf_core::tls::{CertifiedKey, issue_server_cert};
 
+use super::wait_until;
 use super::{Narrator, Wharf};
 use crate::cluster::repo_root;
 use crate::node::node_trusted_ca;
-use objects::{count, create, wait_reachable, wait_until};
+use objects::{count, create, wait_reachable};
 
 /// The DNS zone the registry's host name is in: `.test` is reserved (RFC 6761), so the name can
 /// never reach a public resolver with an answer; this machine resolves it through the hosts line

@@ -9,8 +9,9 @@ use kube::api::Api;
 use serde_json::{Value, json};
 use wharf_core::crd::{ImagePullSecret, ImagePushSecret};
 
-use super::objects::{create, ready, wait_until};
+use super::objects::{create, ready};
 use super::{Narrator, PrivateRegistry, SECRET_TIMEOUT, skopeo};
+use crate::scenario::wait_until;
 
 /// A login the rotator wrote: the Secret and what it holds.
 #[derive(Clone)]

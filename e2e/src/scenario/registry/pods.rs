@@ -7,8 +7,9 @@ use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
 
 use super::login::{Login, is_auth_refusal, short};
-use super::objects::{create, wait_until};
+use super::objects::create;
 use super::{Narrator, POD_TIMEOUT, PrivateRegistry};
+use crate::scenario::wait_until;
 
 impl PrivateRegistry {
     /// Runs a pod of `image` without any pull Secret: the kubelet must be refused. The refusal.
