@@ -2,19 +2,58 @@
 //! time until every mirror has its children and a status, API writes per mirror at creation and
 //! after a restart, and the controller's peak RSS — measured by the release-built benchmark
 //! `crates/mirror-controller/benches/control_plane.rs` against the release controller binary.
+//!
+//! It runs on a control plane of its own (its own state directory, ports and etcd), started for
+//! the run and stopped after it: nothing else shares that API server, and no node or scheduler
+//! acts on the 500 StatefulSets, so the figures are mirror-controller's and repeatable.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::scripts::{cluster, repo_root};
+use crate::scripts::repo_root;
 
-/// Brings the local control plane up and runs the benchmark; its report streams through.
+/// Brings the dedicated control plane up, runs the benchmark (its report streams through) and
+/// stops the control plane again, also when the benchmark fails.
 pub fn run() -> anyhow::Result<()> {
-    cluster(&["up".to_owned()])?;
+    let state = state_dir();
+    cluster(&state, "up")?;
+    let outcome = bench(&state);
+    let stopped = cluster(&state, "down");
+    outcome?;
+    stopped
+}
+
+/// `<state home>/wharf/bench-control-plane`, beside the shared cluster's `…/wharf/cluster`.
+fn state_dir() -> PathBuf {
+    let state_home = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    state_home.join("wharf/bench-control-plane")
+}
+
+fn cluster(state: &Path, action: &str) -> anyhow::Result<()> {
+    let script = repo_root().join("xtask/scripts/cluster.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(action)
+        .env("WHARF_STATE_DIR", state)
+        .status()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    if !status.success() {
+        bail!("`cluster.sh {action}` for the benchmark's control plane failed ({status})");
+    }
+    Ok(())
+}
+
+fn bench(state: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(repo_root())
+        .env("WHARF_STATE_DIR", state)
+        .env_remove("WHARF_E2E_KUBECONFIG")
         .args([
             "bench",
             "--package",

@@ -3,18 +3,19 @@
 //! children and a status, the API write requests per mirror at creation and after a restart,
 //! and the controller's peak RSS; exits 1 when a target is missed.
 //!
-//! The benchmark namespace gets a ResourceQuota of zero pods and claims: the StatefulSet
-//! controller still tries (and is refused), but a node of the local cluster, if one is up, does
-//! not start 1,000 nginx pods, which would measure the machine rather than the control plane; the
-//! node is tainted for the run, so the DaemonSet controller does not even try.
+//! `cargo xtask bench control-plane` runs it on a control plane of its own (no node, no other
+//! tenant, the local control plane alone): the StatefulSets' pods are created and stay Pending,
+//! and nothing retries them. (On the shared cluster with the node up, a zero-pod
+//! quota makes the StatefulSet controller retry thousands of refused pods, and pending pods make
+//! the scheduler retry them: either measures kube-controller-manager rather than mirror-controller.)
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, ResourceQuota, Secret, Service, Taint};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,21 +30,14 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let env = TestEnv::new("bench-control-plane").await;
+    let env = TestEnv::with_pods("bench-control-plane").await;
     let id = env
         .namespace
         .rsplit('-')
         .next()
         .unwrap_or("bench")
         .to_owned();
-    let tainted = taint_nodes(&env.client, true).await;
-    let result = match tainted {
-        Ok(()) => run(&env, &id).await,
-        Err(message) => Err(message),
-    };
-    if let Err(message) = taint_nodes(&env.client, false).await {
-        eprintln!("{message}: remove the taint {BENCH_TAINT} by hand");
-    }
+    let result = run(&env, &id).await;
     clean_up(&env, &id).await;
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -56,16 +50,6 @@ async fn main() -> ExitCode {
 }
 
 async fn run(env: &TestEnv, id: &str) -> Result<bool, String> {
-    let quota: ResourceQuota = serde_json::from_value(json!({
-        "metadata": {"name": "no-pods"},
-        "spec": {"hard": {"pods": "0", "persistentvolumeclaims": "0"}}
-    }))
-    .map_err(|e| e.to_string())?;
-    Api::<ResourceQuota>::namespaced(env.client.clone(), &env.namespace)
-        .create(&PostParams::default(), &quota)
-        .await
-        .map_err(|e| format!("creating the ResourceQuota: {e}"))?;
-
     // The same number of writes the controller makes, sent as fast as the API server takes them:
     // the floor any controller can reach on this machine at this moment (it is shared and noisy,
     // so the ratio to it says more than the seconds alone).
@@ -164,47 +148,6 @@ async fn run(env: &TestEnv, id: &str) -> Result<bool, String> {
     let met = converged < TARGET_CONVERGE && restart_writes.total == 0 && peak_rss < TARGET_RSS_KIB;
     println!("  targets {}", if met { "met" } else { "MISSED" });
     Ok(met)
-}
-
-/// Keeps DaemonSet pods off the local node while the benchmark runs: the namespace's quota refuses
-/// them anyway, but the DaemonSet controller would retry 500 refused pods against the same API
-/// server and measure itself rather than mirror-controller. StatefulSet pods are still refused.
-const BENCH_TAINT: &str = "wharf.dev/bench";
-
-/// Adds (`on`) or removes the NoSchedule taint BENCH_TAINT on every node.
-async fn taint_nodes(client: &Client, on: bool) -> Result<(), String> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| format!("listing nodes: {e}"))?;
-    for node in list.items {
-        let name = node.name_any();
-        let mut taints: Vec<Taint> = node
-            .spec
-            .and_then(|s| s.taints)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| t.key != BENCH_TAINT)
-            .collect();
-        if on {
-            taints.push(Taint {
-                key: BENCH_TAINT.into(),
-                value: Some("true".into()),
-                effect: "NoSchedule".into(),
-                time_added: None,
-            });
-        }
-        nodes
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"taints": taints}})),
-            )
-            .await
-            .map_err(|e| format!("setting the taints of node {name}: {e}"))?;
-    }
-    Ok(())
 }
 
 /// Writes one mirror's children take at creation (children and status, see the report).

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
@@ -12,7 +13,7 @@ use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use wharf_core::crd::RegistryMirror;
 use wharf_core::mirror::names::{
@@ -28,6 +29,11 @@ use crate::reconcile::{error_policy, reconcile};
 use crate::settings::Settings;
 use crate::status::SYNCED;
 use crate::stored::StoredMirror;
+
+/// A reconcile writes up to six children, and their watch events arrive over the next moments:
+/// waiting this long after a trigger folds them into one reconcile instead of several, each of
+/// which would read the children the cache does not show yet.
+const RETRIGGER_DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// A reason the controller cannot start, with what to change.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +84,11 @@ pub async fn run(
             }
         }
     });
+    // The status this controller writes is no reason to reconcile again (with 500 mirrors it
+    // was a third of all reconciles); spec changes and deletion (which sets a deletion
+    // timestamp and so bumps the generation) are.
+    let mirror_stream =
+        mirror_stream.predicate_filter(predicates::generation, PredicateConfig::default());
     let children = watcher::Config::default().labels(&children_selector());
     let (services, service_stream) = cached(
         Api::<Service>::namespaced(client.clone(), &namespace),
@@ -135,7 +146,11 @@ pub async fn run(
     let credential_mirrors = mirrors.clone();
 
     let mut controller = Controller::for_stream(mirror_stream, mirrors.clone())
-        .with_config(ControllerConfig::default().concurrency(settings.reconcile_concurrency))
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(settings.reconcile_concurrency)
+                .debounce(RETRIGGER_DEBOUNCE),
+        )
         .reconcile_on(contested_rx)
         .watches_stream(service_stream, owning_mirror)
         .watches_stream(statefulset_stream, owning_mirror)
