@@ -44,6 +44,9 @@ pub fn ensure_up() -> PathBuf {
             let script = repo_root().join("xtask/scripts/cluster.sh");
             let lock = std::env::temp_dir().join("wharf-e2e-cluster.lock");
             let status = Command::new("flock")
+                // --close: the daemons the script starts must not inherit the lock (they would
+                // hold it for their whole life and every later `flock` would wait forever).
+                .arg("--close")
                 .arg(&lock)
                 .arg("bash")
                 .arg(&script)

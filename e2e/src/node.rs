@@ -33,6 +33,9 @@ pub fn ensure_node(images: &[&str]) {
         let lock = std::env::temp_dir().join("wharf-e2e-cluster.lock");
         run(
             Command::new("flock")
+                // --close: the daemons the script starts must not inherit the lock (they would
+                // hold it for their whole life and every later `flock` would wait forever).
+                .arg("--close")
                 .arg(&lock)
                 .arg("bash")
                 .arg(repo_root().join("xtask/scripts/cluster.sh"))

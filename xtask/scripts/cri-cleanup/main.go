@@ -12,9 +12,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1alpha2"
 )
 
@@ -43,6 +46,7 @@ func run(socket string) error {
 	}
 	defer conn.Close()
 	runtime := runtimeapi.NewRuntimeServiceClient(conn)
+	stopContainersGracefully(ctx, runtime)
 	list, err := runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
 		return fmt.Errorf("listing pod sandboxes: %v", err)
@@ -59,7 +63,9 @@ func run(socket string) error {
 			failed++
 			continue
 		}
-		if _, err := runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sandbox.Id}); err != nil {
+		// NotFound: a container of the pod was already deleted behind the CRI's back (`ctr rm`,
+		// as tests do to pull an image again); the sandbox is gone with it.
+		if _, err := runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sandbox.Id}); err != nil && status.Code(err) != codes.NotFound {
 			fmt.Fprintf(os.Stderr, "removing pod %s: %v\n", name, err)
 			failed++
 			continue
@@ -70,4 +76,31 @@ func run(socket string) error {
 		return fmt.Errorf("%d of %d pod sandboxes could not be removed", failed, len(list.Items))
 	}
 	return nil
+}
+
+// stopContainersGracefully stops every running container with a grace period, all at once, as
+// the kubelet would: SIGTERM, then SIGKILL after the grace period. StopPodSandbox alone kills
+// them outright, and a container that cleans up on SIGTERM (hostess-agent removes its lines from
+// the node's /etc/hosts and its containerd hosts.toml) would leave them behind.
+func stopContainersGracefully(ctx context.Context, runtime runtimeapi.RuntimeServiceClient) {
+	list, err := runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{
+		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{
+			State: runtimeapi.ContainerState_CONTAINER_RUNNING,
+		}},
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "listing containers (they will be killed with their pods): %v\n", err)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, container := range list.Containers {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			if _, err := runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 10}); err != nil {
+				fmt.Fprintf(os.Stderr, "stopping container %.12s: %v\n", id, err)
+			}
+		}(container.Id)
+	}
+	wg.Wait()
 }
