@@ -2,9 +2,11 @@
 //!
 //! `TestEnv::new("name")` starts or reuses the local control plane (`xtask/scripts/cluster.sh up`),
 //! installs wharf's CRDs, and creates a fresh namespace that is deleted again when the `TestEnv`
-//! is dropped (also when the test panics). Controllers run in-process (`spawn`) or as binaries
-//! (`spawn_process`); `wait_for` polls with a timeout and, on failure, prints the object, the
-//! namespace's events and every captured log.
+//! is dropped (also when the test panics); no pod may run in it (`TestEnv::with_pods` for tests
+//! on the local node). Controllers run in-process (`spawn`) or as binaries (`spawn_process`);
+//! `wait_for` polls with a timeout and, on failure, prints the object, the namespace's events and
+//! every captured log. `node` and `scenario` hold the local node and the whole-product flows the
+//! node tests and `cargo xtask demo` share.
 
 mod chart;
 mod cluster;
