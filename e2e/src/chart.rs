@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use kube::api::DynamicObject;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
 
 use crate::cluster::repo_root;
 
@@ -81,4 +83,17 @@ pub fn install_chart(name: &str, namespace: &str, values: &serde_json::Value) {
         "--kubeconfig",
         &kubeconfig,
     ]);
+}
+
+/// Deletes the cluster-scoped objects of release `name` (its ClusterRoles and
+/// ClusterRoleBindings): they outlive the namespace the release was installed into.
+pub async fn delete_release_cluster_rbac(client: &Client, name: &str) -> Result<(), kube::Error> {
+    let instance = ListParams::default().labels(&format!("app.kubernetes.io/instance={name}"));
+    for kind in ["ClusterRole", "ClusterRoleBinding"] {
+        let gvk = GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+        api.delete_collection(&DeleteParams::default(), &instance)
+            .await?;
+    }
+    Ok(())
 }

@@ -26,7 +26,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, Config};
 use tokio::task::JoinHandle;
 
-pub use chart::{chart_dir, install_chart, lint_chart, render_chart};
+pub use chart::{chart_dir, delete_release_cluster_rbac, install_chart, lint_chart, render_chart};
 pub use cluster::{
     admin_config, ensure_up, install_crds, is_established as cluster_is_established,
     kubeconfig_path, repo_root, state_dir,
@@ -35,7 +35,7 @@ pub use oci::{free_port, write_test_image};
 pub use process::TestProcess;
 
 /// The ResourceQuota `TestEnv::new` puts in its namespace so that no pod runs there.
-pub const NO_PODS_QUOTA: &str = "wharf-e2e-no-pods";
+const NO_PODS_QUOTA: &str = "wharf-e2e-no-pods";
 
 /// One integration test's view of the cluster: an admin client and a namespace of its own.
 pub struct TestEnv {

@@ -3,8 +3,6 @@
 //! than its job needs.
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use wharf_e2e::TestEnv;
 
@@ -180,25 +178,6 @@ async fn install(env: &TestEnv) -> String {
     release
 }
 
-/// Cluster-scoped objects of the release outlive the test namespace: delete them.
-async fn delete_cluster_scoped(env: &TestEnv, release: &str) {
-    for kind in ["ClusterRole", "ClusterRoleBinding"] {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "rbac.authorization.k8s.io",
-            "v1",
-            kind,
-        ));
-        let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &resource);
-        let selector = format!("app.kubernetes.io/instance={release}");
-        let _deleted = api
-            .delete_collection(
-                &DeleteParams::default(),
-                &ListParams::default().labels(&selector),
-            )
-            .await;
-    }
-}
-
 #[tokio::test]
 async fn installs_and_rbac_allows_the_job_and_nothing_more() {
     let env = TestEnv::new("chart-install").await;
@@ -295,5 +274,5 @@ async fn installs_and_rbac_allows_the_job_and_nothing_more() {
         "registry-controller deleting accounts",
     );
 
-    delete_cluster_scoped(&env, &release).await;
+    let _gone = wharf_e2e::delete_release_cluster_rbac(&env.client, &release).await;
 }

@@ -34,7 +34,7 @@ async fn with_cleanup<T>(wharf: &Wharf, flow: impl std::future::Future<Output = 
 
 #[tokio::test]
 async fn hostess_mode_pulls_through_the_mirror_and_falls_back_when_it_is_gone() {
-    let env = TestEnv::new("node-mirror-hostess").await;
+    let env = TestEnv::with_pods("node-mirror-hostess").await;
     let narrator = Narrator::new();
     let wharf = Wharf::install(
         env.client.clone(),
@@ -62,7 +62,7 @@ async fn hostess_mode_pulls_through_the_mirror_and_falls_back_when_it_is_gone() 
 
 #[tokio::test]
 async fn services_mode_pulls_the_rewritten_image_through_the_mirror() {
-    let env = TestEnv::new("node-mirror-services").await;
+    let env = TestEnv::with_pods("node-mirror-services").await;
     let narrator = Narrator::new();
     let wharf = Wharf::install(
         env.client.clone(),

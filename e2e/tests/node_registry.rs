@@ -15,7 +15,7 @@ use wharf_e2e::scenario::{Narrator, Wharf, WharfOptions};
 
 #[tokio::test]
 async fn a_pushed_image_runs_with_the_pull_secret_and_only_with_it() {
-    let env = TestEnv::new("node-registry").await;
+    let env = TestEnv::with_pods("node-registry").await;
     let narrator = Narrator::new();
     // Its ClusterRoles are named after the release: unique, so installs of other tests never meet.
     let release = format!(

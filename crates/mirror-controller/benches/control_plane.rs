@@ -334,21 +334,15 @@ impl Controller {
     }
 
     async fn counter(&self, family: &str) -> Result<u64, String> {
-        Ok(sum(&self.metrics().await?, family))
+        Ok(sum(&self.metrics().await?, family) as u64)
     }
 
     /// Mean reconcile duration in seconds, and the number of reconciles.
     async fn mean_reconcile(&self) -> Result<(f64, u64), String> {
         let text = self.metrics().await?;
-        let value = |family: &str| {
-            text.lines()
-                .filter(|line| line.starts_with(&format!("{family}{{")))
-                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>()
-        };
-        let count = value("wharf_reconcile_duration_seconds_count");
-        let sum = value("wharf_reconcile_duration_seconds_sum");
-        Ok((sum / count.max(1.0), count as u64))
+        let count = sum(&text, "wharf_reconcile_duration_seconds_count");
+        let total = sum(&text, "wharf_reconcile_duration_seconds_sum");
+        Ok((total / count.max(1.0), count as u64))
     }
 
     async fn writes(&self) -> Result<Writes, String> {
@@ -363,7 +357,7 @@ impl Controller {
             .collect::<Vec<_>>()
             .join(", ");
         Ok(Writes {
-            total: sum(&text, "wharf_api_writes_total"),
+            total: sum(&text, "wharf_api_writes_total") as u64,
             by_kind: if by_kind.is_empty() {
                 "none".into()
             } else {
@@ -411,12 +405,13 @@ impl Controller {
     }
 }
 
-fn sum(metrics: &str, family: &str) -> u64 {
+/// The sum of every series of `family` in a Prometheus text exposition.
+fn sum(metrics: &str, family: &str) -> f64 {
     metrics
         .lines()
         .filter(|line| line.starts_with(&format!("{family}{{")))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .sum()
 }
 
 /// A plain HTTP/1.0 GET on loopback (no chunked encoding to undo).

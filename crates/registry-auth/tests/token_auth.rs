@@ -25,9 +25,7 @@ async fn push_and_pull_accounts_work_and_every_refusal_holds() {
     create_account(&env, "puller", "pull-pw", "pull", &[], None).await;
     create_account(&env, "short-lived", "short-pw", "push", &[], Some("3s")).await;
     create_account(&env, "doomed", "doomed-pw", "pull", &[], None).await;
-    let client = registry_auth_client(&env, REGISTRY).await;
-    let auth_port = start_registry_auth(&env, &certs, REGISTRY, client).await;
-    let port = start_registry(&env, &work, &certs, auth_port).await;
+    let (port, auth_port) = start_registry_with_auth(&env, &work, &certs, REGISTRY).await;
     let layout = work.path("image");
     wharf_e2e::write_test_image(&layout, "hello from wharf");
     let app = format!("127.0.0.1:{port}/team/app");
@@ -235,9 +233,7 @@ async fn access_rules_and_anonymous_pull_are_enforced_by_the_registry() {
     create_registry(&env, REGISTRY, Some(auth)).await;
     create_account(&env, "team-a", "a-pw", "push", &[("team", "a")], None).await;
     create_account(&env, "team-b", "b-pw", "push", &[("team", "b")], None).await;
-    let client = registry_auth_client(&env, REGISTRY).await;
-    let auth_port = start_registry_auth(&env, &certs, REGISTRY, client).await;
-    let port = start_registry(&env, &work, &certs, auth_port).await;
+    let (port, auth_port) = start_registry_with_auth(&env, &work, &certs, REGISTRY).await;
     let layout = work.path("image");
     wharf_e2e::write_test_image(&layout, "ruled");
     let base = format!("127.0.0.1:{port}");

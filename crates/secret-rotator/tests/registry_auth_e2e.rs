@@ -78,9 +78,7 @@ async fn skopeo_logs_in_with_the_secret_through_rotation_and_is_refused_after_ex
     // The registry as the registry-controller would run it: registry-auth with its RBAC, the
     // real registry trusting its tokens, and the ImageRegistry status pointing at both.
     support::create_registry(&env, REGISTRY, None).await;
-    let auth_client = support::registry_auth_client(&env, REGISTRY).await;
-    let auth_port = support::start_registry_auth(&env, &certs, REGISTRY, auth_client).await;
-    let port = support::start_registry(&env, &work, &certs, auth_port).await;
+    let (port, _) = support::start_registry_with_auth(&env, &work, &certs, REGISTRY).await;
     let hostname = format!("127.0.0.1:{port}");
     let ca = std::fs::read_to_string(&certs.ca_file).expect("reads the CA");
     set_tls_ca(&env, &ca).await;

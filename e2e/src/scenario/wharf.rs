@@ -3,14 +3,12 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ResourceQuota;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::Narrator;
-use crate::chart::install_chart;
+use crate::chart::{delete_release_cluster_rbac, install_chart};
 use crate::node::ensure_node;
 
 /// Every image the chart runs, as `cargo xtask images` names them.
@@ -58,7 +56,8 @@ impl Wharf {
     pub const MIRROR_LABEL: &'static str = "wharf.dev/release";
 
     /// Imports the images, `helm install`s the chart with every component into `namespace`, and
-    /// waits until each controller's Deployment is Available.
+    /// waits until each controller's Deployment is Available. The namespace must let pods run (a
+    /// test's comes from `TestEnv::with_pods`).
     pub async fn install(
         client: Client,
         namespace: &str,
@@ -68,11 +67,6 @@ impl Wharf {
     ) -> Wharf {
         narrator.step("building wharf's images without Docker and importing them into the node");
         ensure_node(&WHARF_IMAGES);
-        // wharf runs for real here: lift the zero-pod quota of a `TestEnv::new` namespace.
-        let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), namespace);
-        let _absent = quotas
-            .delete(crate::NO_PODS_QUOTA, &DeleteParams::default())
-            .await;
         narrator.step(format!(
             "helm install {release} charts/wharf --namespace {namespace} (every component)"
         ));
@@ -146,17 +140,7 @@ impl Wharf {
         let _gone = deployments
             .delete_collection(&DeleteParams::foreground(), &params)
             .await;
-        for kind in ["ClusterRole", "ClusterRoleBinding"] {
-            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-                "rbac.authorization.k8s.io",
-                "v1",
-                kind,
-            ));
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
-            let _gone = api
-                .delete_collection(&DeleteParams::default(), &params)
-                .await;
-        }
+        let _gone = delete_release_cluster_rbac(&self.client, &self.release).await;
         let deadline = tokio::time::Instant::now() + AVAILABLE_TIMEOUT;
         while tokio::time::Instant::now() < deadline {
             match deployments.list(&params).await {

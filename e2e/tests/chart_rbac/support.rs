@@ -12,9 +12,7 @@ pub use crate::pod::PodProcess;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Namespace, ResourceQuota, Secret};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::ApiResource;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use wharf_core::crd::{ImagePullSecret, ImagePushSecret, RegistryMirror};
@@ -127,15 +125,7 @@ impl Leftovers {
                 release_finalizers(&pulls, &cr.name_any()).await;
             }
         }
-        let instance =
-            ListParams::default().labels(&format!("app.kubernetes.io/instance={}", self.release));
-        for kind in ["ClusterRole", "ClusterRoleBinding"] {
-            let gvk = GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
-            let api: Api<DynamicObject> =
-                Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
-            api.delete_collection(&DeleteParams::default(), &instance)
-                .await?;
-        }
+        wharf_e2e::delete_release_cluster_rbac(&client, &self.release).await?;
         let namespaces: Api<Namespace> = Api::all(client);
         for namespace in &self.extra_namespaces {
             namespaces

@@ -9,13 +9,12 @@ use k8s_openapi::api::core::v1::{
     ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::names::{
-    COMPONENT_AGENT, CONFIG_HASH_ANNOTATION, daemonset_name, pod_selector_labels, service_name,
-};
+use super::names::{COMPONENT_AGENT, daemonset_name, pod_selector_labels, service_name};
 use super::{
-    AddressingScheme, MirrorSettings, ValidMirror, pod_labels, pull_secrets, workload_metadata,
+    AddressingScheme, MirrorSettings, ValidMirror, pod_template_metadata, pull_secrets,
+    workload_metadata,
 };
 use crate::agent;
 
@@ -103,14 +102,7 @@ pub fn build_daemonset(
                 rolling_update: None,
             }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels(settings, selector)),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.into(),
-                        ca_hash.to_owned(),
-                    )])),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(pod_template_metadata(settings, selector, ca_hash)),
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(volumes),
@@ -258,6 +250,7 @@ fn file_name(path: &'static str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mirror::names::CONFIG_HASH_ANNOTATION;
     use crate::mirror::test_support::{settings, valid_mirror};
 
     fn generated_tls() -> AgentTls {

@@ -62,6 +62,22 @@ fn workload_metadata(mirror: &ValidMirror, settings: &MirrorSettings, name: Stri
     metadata
 }
 
+/// A pod template's metadata: the pod labels and the hash whose change rolls the pods.
+fn pod_template_metadata(
+    settings: &MirrorSettings,
+    selector: BTreeMap<String, String>,
+    hash: &str,
+) -> ObjectMeta {
+    ObjectMeta {
+        labels: Some(pod_labels(settings, selector)),
+        annotations: Some(BTreeMap::from([(
+            names::CONFIG_HASH_ANNOTATION.into(),
+            hash.to_owned(),
+        )])),
+        ..ObjectMeta::default()
+    }
+}
+
 /// Pod labels: SS_DS_TEMPLATE_LABELS under the selector labels (the selector must keep matching).
 fn pod_labels(
     settings: &MirrorSettings,

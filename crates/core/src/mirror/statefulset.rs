@@ -10,16 +10,15 @@ use k8s_openapi::api::core::v1::{
     ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::names::{
-    CA_BUNDLE_KEY, COMPONENT_REGISTRY, CONFIG_HASH_ANNOTATION, IMAGE_STORE_VOLUME,
-    NGINX_CONFIG_KEY, TLS_CERT_KEY, TLS_KEY_KEY, config_secret_name, headless_service_name,
-    pod_selector_labels, statefulset_name,
+    CA_BUNDLE_KEY, COMPONENT_REGISTRY, IMAGE_STORE_VOLUME, NGINX_CONFIG_KEY, TLS_CERT_KEY,
+    TLS_KEY_KEY, config_secret_name, headless_service_name, pod_selector_labels, statefulset_name,
 };
 use super::services::PORT_NAME;
-use super::{MirrorSettings, ValidMirror, pod_labels, pull_secrets, workload_metadata};
+use super::{MirrorSettings, ValidMirror, pod_template_metadata, pull_secrets, workload_metadata};
 use crate::nginx::{self, HEALTH_PATH, LISTEN_PORT, NginxPaths};
 
 /// Replicas of the mirror (the seed's two: one can restart while the other serves).
@@ -144,14 +143,7 @@ pub fn build_statefulset(
                 match_expressions: None,
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels(settings, selector)),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.into(),
-                        config_hash.to_owned(),
-                    )])),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(pod_template_metadata(settings, selector, config_hash)),
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(volumes),
@@ -216,6 +208,7 @@ fn file_name(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mirror::names::CONFIG_HASH_ANNOTATION;
     use crate::mirror::test_support::{settings, valid_mirror};
 
     fn build() -> StatefulSet {

@@ -148,6 +148,19 @@ pub async fn start_registry_auth(
     port
 }
 
+/// registry-auth for `registry` (as the ServiceAccount registry-controller gives it) and a
+/// distribution registry that trusts its tokens; returns the registry's and registry-auth's ports.
+pub async fn start_registry_with_auth(
+    env: &TestEnv,
+    work: &Workdir,
+    certs: &Certificates,
+    registry: &str,
+) -> (u16, u16) {
+    let client = registry_auth_client(env, registry).await;
+    let auth_port = start_registry_auth(env, certs, registry, client).await;
+    (start_registry(env, work, certs, auth_port).await, auth_port)
+}
+
 /// Starts the real distribution registry with the rendered token-auth config; returns its port.
 pub async fn start_registry(
     env: &TestEnv,
