@@ -3,9 +3,11 @@
 //! after a restart, and the controller's peak RSS — measured by the release-built benchmark
 //! `crates/mirror-controller/benches/control_plane.rs` against the release controller binary.
 //!
-//! It runs on a control plane of its own (its own state directory, ports and etcd), started for
-//! the run and stopped after it: nothing else shares that API server, and no node or scheduler
-//! acts on the 500 StatefulSets, so the figures are mirror-controller's and repeatable.
+//! It runs on a control plane of its own (its own state directory, ports and etcd), started empty
+//! for the run and purged after it: nothing else shares that API server, no node or scheduler
+//! acts on the 500 StatefulSets, and no earlier run's garbage (a thousand pods and claims that
+//! kube-controller-manager deletes at 20 requests a second) is still being collected, so the
+//! figures are mirror-controller's and repeatable.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,13 +16,14 @@ use anyhow::{Context, bail};
 
 use crate::scripts::repo_root;
 
-/// Brings the dedicated control plane up, runs the benchmark (its report streams through) and
-/// stops the control plane again, also when the benchmark fails.
+/// Brings the dedicated control plane up from nothing, runs the benchmark (its report streams
+/// through) and purges the control plane again, also when the benchmark fails.
 pub fn run() -> anyhow::Result<()> {
     let state = state_dir();
-    cluster(&state, "up")?;
+    cluster(&state, &["down", "--purge"])?;
+    cluster(&state, &["up"])?;
     let outcome = bench(&state);
-    let stopped = cluster(&state, "down");
+    let stopped = cluster(&state, &["down", "--purge"]);
     outcome?;
     stopped
 }
@@ -34,15 +37,16 @@ fn state_dir() -> PathBuf {
     state_home.join("wharf/bench-control-plane")
 }
 
-fn cluster(state: &Path, action: &str) -> anyhow::Result<()> {
+fn cluster(state: &Path, action: &[&str]) -> anyhow::Result<()> {
     let script = repo_root().join("xtask/scripts/cluster.sh");
     let status = Command::new("bash")
         .arg(&script)
-        .arg(action)
+        .args(action)
         .env("WHARF_STATE_DIR", state)
         .status()
         .with_context(|| format!("cannot run {}", script.display()))?;
     if !status.success() {
+        let action = action.join(" ");
         bail!("`cluster.sh {action}` for the benchmark's control plane failed ({status})");
     }
     Ok(())
