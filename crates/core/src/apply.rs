@@ -9,6 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::owned_fields::drops_applied_field;
+
 /// Field manager name of a wharf component, e.g. `wharf-mirror-controller`.
 pub fn field_manager(component: &str) -> String {
     format!("wharf-{component}")
@@ -40,7 +42,7 @@ where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
 {
     if let Some(live) = live
-        && is_applied(desired, live)
+        && is_applied(desired, live, manager)
     {
         return Ok(false);
     }
@@ -74,10 +76,19 @@ where
 }
 
 /// Whether `live` already carries everything `desired` sets, ignoring what the server adds
-/// (defaults, metadata, status). Serialization failures count as "not applied", so we write.
-pub fn is_applied<K: Serialize>(desired: &K, live: &K) -> bool {
+/// (defaults, metadata, status), and `manager` applied no field that `desired` dropped (that
+/// one must be sent so the API server removes it). Serialization failures count as "not
+/// applied", so we write.
+pub fn is_applied<K: Resource + Serialize>(desired: &K, live: &K, manager: &str) -> bool {
     match (serde_json::to_value(desired), serde_json::to_value(live)) {
-        (Ok(desired), Ok(live)) => json_subset(&desired, &live),
+        (Ok(desired_json), Ok(live_json)) => {
+            json_subset(&desired_json, &live_json)
+                && !drops_applied_field(
+                    live.meta().managed_fields.as_deref().unwrap_or_default(),
+                    manager,
+                    &desired_json,
+                )
+        }
         _ => false,
     }
 }

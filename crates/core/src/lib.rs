@@ -8,6 +8,7 @@ pub mod crd;
 pub mod duration;
 pub mod mirror;
 pub mod nginx;
+pub mod owned_fields;
 pub mod registry;
 pub mod runtime;
 pub mod tls;

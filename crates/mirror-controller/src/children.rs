@@ -87,7 +87,7 @@ where
     let hash = desired_hash(desired);
     match live_state(ctx, cached, &name, &hash).await? {
         Live::Verified => Ok(None),
-        Live::Fetched(live) if is_applied(desired, &live) => {
+        Live::Fetched(live) if is_applied(desired, &live, &ctx.manager) => {
             record(ctx, &live, hash);
             Ok(Some(live))
         }
@@ -179,7 +179,7 @@ pub async fn statefulset(
                     field,
                 });
             }
-            if is_applied(&desired, &live) {
+            if is_applied(&desired, &live, &ctx.manager) {
                 record(ctx, &live, hash);
                 return Ok(());
             }
@@ -258,7 +258,7 @@ pub async fn daemonset(ctx: &Context, mirror: &ValidMirror, tls: &TlsInUse) -> R
                     field,
                 });
             }
-            if is_applied(&desired, &live) {
+            if is_applied(&desired, &live, &ctx.manager) {
                 record(ctx, &live, hash);
                 return Ok(());
             }

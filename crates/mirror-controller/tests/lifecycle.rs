@@ -157,12 +157,19 @@ async fn spec_changes_reach_the_children_and_roll_the_pods() {
     let h = Harness::new("mirror-update").await;
     h.start("controller", h.settings());
     let name = h
-        .create(&h.mirror("quay", json!({"upstreamUrl": "quay.io"})))
+        .create(&h.mirror(
+            "quay",
+            json!({"upstreamUrl": "quay.io", "priorityClass": "system-cluster-critical"}),
+        ))
         .await
         .name_any();
     h.wait_synced(&name).await;
     let base = format!("registry-mirror-{name}");
     let before_sts: StatefulSet = h.statefulsets.get(&base).await.expect("StatefulSet");
+    assert_eq!(
+        priority_class(&before_sts).as_deref(),
+        Some("system-cluster-critical")
+    );
     let before_ds: DaemonSet = h
         .daemonsets
         .get(&format!("{base}-utils"))
@@ -201,6 +208,14 @@ async fn spec_changes_reach_the_children_and_roll_the_pods() {
         Some("mirror-ghcr.io")
     );
     assert_ne!(before_ds.resource_version(), after_ds.resource_version());
+
+    // A field dropped from the spec, and nothing else changed: it leaves the child too.
+    h.patch_spec(&name, json!({"priorityClass": null})).await;
+    h.env
+        .wait_for(&h.statefulsets, &base, CONVERGE, |sts: &StatefulSet| {
+            priority_class(sts).is_none()
+        })
+        .await;
 
     // Someone else edits a child: the controller puts its fields back.
     h.services
@@ -307,4 +322,14 @@ async fn deleting_a_mirror_deletes_its_children() {
     h.env
         .wait_gone(&h.secrets, &format!("{base}-tls"), timeout)
         .await;
+}
+
+fn priority_class(sts: &StatefulSet) -> Option<String> {
+    sts.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .priority_class_name
+        .clone()
 }

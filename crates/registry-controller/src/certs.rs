@@ -264,7 +264,10 @@ async fn cert_manager(
             });
         }
     };
-    if !live.as_ref().is_some_and(|live| is_applied(&desired, live)) {
+    if !live
+        .as_ref()
+        .is_some_and(|live| is_applied(&desired, live, &ctx.manager))
+    {
         match apply(&api, &ctx.manager, &desired).await {
             Ok(_) => {}
             Err(err) if is_not_found(&err) => return Err(Failure::NoCertManager { field }),
@@ -358,7 +361,7 @@ async fn apply_secret(
     live: Option<&Secret>,
     desired: &Secret,
 ) -> Result<(), Failure> {
-    if live.is_some_and(|live| is_applied(desired, live)) {
+    if live.is_some_and(|live| is_applied(desired, live, &ctx.manager)) {
         return Ok(());
     }
     let name = desired.metadata.name.clone().unwrap_or_default();

@@ -238,7 +238,7 @@ where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Serialize + DeserializeOwned,
 {
     if let Some(live) = live
-        && is_applied(desired, live)
+        && is_applied(desired, live, &ctx.manager)
     {
         return Ok(live.clone());
     }

@@ -216,6 +216,6 @@ mod tests {
         live_requests.insert("storage".into(), Quantity("1536Mi".into()));
         assert_eq!(immutable_change(&desired, &live), None);
         align_statefulset_quantities(&mut desired, &live);
-        assert!(crate::apply::is_applied(&desired, &live));
+        assert!(crate::apply::is_applied(&desired, &live, "wharf"));
     }
 }
