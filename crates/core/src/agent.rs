@@ -13,8 +13,11 @@ pub const ENV_MASQUERADE_HOST: &str = "MASQUERADE_HOST";
 pub const ENV_UPSTREAM_HOST: &str = "UPSTREAM_HOST";
 /// `hostess` or `services`, as mirror-controller's ADDRESSING_SCHEME.
 pub const ENV_ADDRESSING_SCHEME: &str = "ADDRESSING_SCHEME";
-/// The mirror's CA certificate (PEM), from the mounted TLS Secret; kept current by the kubelet.
+/// The mirror's CA certificate (PEM), from the user's mounted TLS Secret; kept current by the
+/// kubelet.
 pub const ENV_CA_FILE: &str = "CA_FILE";
+/// The mirror's CA certificate itself (PEM), for a generated CA; when set, CA_FILE is unused.
+pub const ENV_CA_CERT: &str = "CA_CERT";
 /// The node's hosts file, as mounted into the agent.
 pub const ENV_HOSTS_FILE: &str = "HOSTS_FILE";
 /// Lock file shared by every agent on the node while editing the hosts file.
@@ -30,7 +33,7 @@ pub const ENV_CRIO_CERTS_DIR: &str = "CRIO_CERTS_DIR";
 /// Whether to send SIGHUP to CRI-O after changing its drop-in (needs hostPID).
 pub const ENV_CRIO_RELOAD: &str = "CRIO_RELOAD";
 
-/// Where the mirror's TLS Secret is mounted in the agent container.
+/// Where the user's TLS Secret (DOCKER_CERTIFICATE_SECRET) is mounted in the agent container.
 pub const CA_MOUNT_DIR: &str = "/etc/wharf/mirror-tls";
 /// Default CA file inside that mount.
 pub const DEFAULT_CA_FILE: &str = "/etc/wharf/mirror-tls/ca.crt";

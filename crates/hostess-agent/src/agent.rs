@@ -137,7 +137,7 @@ impl LoopState {
         let current = config.ca.read().ok().flatten().map(|ca| ca.pem);
         if current != self.last_ca {
             if current.is_some() {
-                tracing::info!(file = %config.ca.ca_file.display(), "the mirror's CA changed");
+                tracing::info!(from = %crate::ca::describe(&config.ca), "the mirror's CA changed");
             }
             self.ca_changed = true;
         }

@@ -1,6 +1,6 @@
-//! The mirror's CA certificate from the mounted TLS Secret: `ca.crt`, or `tls.crt` when the
-//! user's own Secret has no CA. Re-read on every poll, since the kubelet swaps a symlink when
-//! the Secret changes.
+//! The mirror's CA certificate: given in CA_CERT (a generated CA), or from the mounted TLS
+//! Secret: `ca.crt`, or `tls.crt` when the user's own Secret has no CA. Files are re-read on
+//! every poll, since the kubelet swaps a symlink when the Secret changes.
 
 use std::path::PathBuf;
 
@@ -18,33 +18,35 @@ pub enum CaError {
     #[error(
         "{0} holds no PEM certificate (-----BEGIN CERTIFICATE-----): put the mirror's CA certificate in the TLS Secret's ca.crt (or tls.crt)"
     )]
-    NotPem(PathBuf),
+    NotPem(String),
 }
 
 /// Where the CA is read from.
 #[derive(Debug, Clone)]
 pub struct CaSource {
+    /// `CA_CERT`: the certificate itself; when set, no file is read.
+    pub inline: Option<Vec<u8>>,
     /// `CA_FILE`, e.g. `/etc/wharf/mirror-tls/ca.crt`.
     pub ca_file: PathBuf,
 }
 
-/// A CA certificate and the file it came from.
+/// A CA certificate and where it came from (CA_CERT or a file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ca {
     pub pem: Vec<u8>,
-    pub path: PathBuf,
+    pub origin: String,
 }
 
 impl CaSource {
-    /// The CA: `ca_file`, else `tls.crt` in the same directory, else `None` (the Secret is not
-    /// mounted yet, or has neither key).
+    /// The CA: `inline`, else `ca_file`, else `tls.crt` in the same directory, else `None` (the
+    /// Secret is not mounted yet, or has neither key).
     pub fn read(&self) -> Result<Option<Ca>, CaError> {
+        if let Some(pem) = &self.inline {
+            return checked(pem.clone(), wharf_core::agent::ENV_CA_CERT.to_owned()).map(Some);
+        }
         for path in self.candidates() {
             if let Some(pem) = files::read_optional(&path)? {
-                if !contains(&pem, PEM_CERTIFICATE) {
-                    return Err(CaError::NotPem(path));
-                }
-                return Ok(Some(Ca { pem, path }));
+                return checked(pem, path.display().to_string()).map(Some);
             }
         }
         Ok(None)
@@ -63,14 +65,25 @@ impl CaSource {
     }
 }
 
+fn checked(pem: Vec<u8>, origin: String) -> Result<Ca, CaError> {
+    if contains(&pem, PEM_CERTIFICATE) {
+        Ok(Ca { pem, origin })
+    } else {
+        Err(CaError::NotPem(origin))
+    }
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle)
 }
 
-/// Describes where to put the CA for error messages.
+/// Describes where the CA is looked for, for messages.
 pub fn describe(source: &CaSource) -> String {
+    if source.inline.is_some() {
+        return wharf_core::agent::ENV_CA_CERT.to_owned();
+    }
     source
         .candidates()
         .iter()
@@ -89,18 +102,19 @@ mod tests {
     fn prefers_ca_crt_then_tls_crt() {
         let dir = tempfile::tempdir().expect("temp dir");
         let source = CaSource {
+            inline: None,
             ca_file: dir.path().join("ca.crt"),
         };
         assert_eq!(source.read().expect("reads"), None);
         std::fs::write(dir.path().join("tls.crt"), PEM).expect("tls.crt");
         assert_eq!(
-            source.read().expect("reads").map(|ca| ca.path),
-            Some(dir.path().join("tls.crt"))
+            source.read().expect("reads").map(|ca| ca.origin),
+            Some(dir.path().join("tls.crt").display().to_string())
         );
         std::fs::write(dir.path().join("ca.crt"), PEM).expect("ca.crt");
         assert_eq!(
-            source.read().expect("reads").map(|ca| ca.path),
-            Some(dir.path().join("ca.crt"))
+            source.read().expect("reads").map(|ca| ca.origin),
+            Some(dir.path().join("ca.crt").display().to_string())
         );
     }
 
@@ -118,6 +132,7 @@ mod tests {
         std::os::unix::fs::symlink("..2024_01", dir.path().join("..data")).expect("link");
         std::os::unix::fs::symlink("..data/ca.crt", dir.path().join("ca.crt")).expect("link");
         let source = CaSource {
+            inline: None,
             ca_file: dir.path().join("ca.crt"),
         };
         assert_eq!(
@@ -137,10 +152,31 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("ca.crt"), b"garbage").expect("ca.crt");
         let err = CaSource {
+            inline: None,
             ca_file: dir.path().join("ca.crt"),
         }
         .read()
         .expect_err("not PEM");
         assert!(err.to_string().contains("PEM"), "{err}");
+    }
+
+    #[test]
+    fn an_inline_ca_wins_and_is_checked_too() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("ca.crt"), b"other").expect("ca.crt");
+        let source = CaSource {
+            inline: Some(PEM.to_vec()),
+            ca_file: dir.path().join("ca.crt"),
+        };
+        let ca = source.read().expect("reads").expect("a CA");
+        assert_eq!((ca.pem.as_slice(), ca.origin.as_str()), (PEM, "CA_CERT"));
+        assert_eq!(describe(&source), "CA_CERT");
+        let err = CaSource {
+            inline: Some(b"garbage".to_vec()),
+            ca_file: dir.path().join("ca.crt"),
+        }
+        .read()
+        .expect_err("not PEM");
+        assert!(err.to_string().starts_with("CA_CERT holds no PEM"), "{err}");
     }
 }

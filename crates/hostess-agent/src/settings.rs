@@ -50,6 +50,11 @@ pub struct Settings {
     #[arg(long, env = agent::ENV_ADDRESSING_SCHEME, value_enum, ignore_case = true, default_value_t = AddressingScheme::Hostess)]
     pub addressing_scheme: AddressingScheme,
 
+    /// The mirror's CA certificate itself (PEM), as mirror-controller passes a generated one;
+    /// when set, CA_FILE is not read.
+    #[arg(long, env = agent::ENV_CA_CERT)]
+    pub ca_cert: Option<String>,
+
     /// The mirror's CA (PEM); `tls.crt` next to it is used when it is missing.
     #[arg(long, env = agent::ENV_CA_FILE, default_value = agent::DEFAULT_CA_FILE)]
     pub ca_file: PathBuf,
@@ -198,6 +203,11 @@ impl Settings {
             masquerade_host,
             upstream,
             ca: CaSource {
+                inline: self
+                    .ca_cert
+                    .as_deref()
+                    .filter(|pem| !pem.trim().is_empty())
+                    .map(|pem| pem.as_bytes().to_vec()),
                 ca_file: self.ca_file.clone(),
             },
             hosts: HostsFiles {

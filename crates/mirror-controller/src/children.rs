@@ -87,11 +87,27 @@ where
     let hash = desired_hash(desired);
     match live_state(ctx, cached, &name, &hash).await? {
         Live::Verified => Ok(None),
-        Live::Fetched(live) if is_applied(desired, &live, &ctx.manager) => {
-            record(ctx, &live, hash);
-            Ok(Some(live))
-        }
-        _ => write(ctx, desired, hash).await.map(Some),
+        Live::Fetched(live) => ensure_read(ctx, live, desired).await.map(Some),
+        Live::Absent => write(ctx, desired, hash).await.map(Some),
+    }
+}
+
+/// [`ensure`] for a child this reconcile has just read in full (it is not read again).
+pub async fn ensure_read<K>(ctx: &Context, live: K, desired: &K) -> Result<K, Failure>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Shrink
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let hash = desired_hash(desired);
+    if is_applied(desired, &live, &ctx.manager) {
+        record(ctx, &live, hash);
+        Ok(live)
+    } else {
+        write(ctx, desired, hash).await
     }
 }
 

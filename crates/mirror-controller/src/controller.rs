@@ -30,7 +30,7 @@ use crate::settings::Settings;
 use crate::status::SYNCED;
 use crate::stored::StoredMirror;
 
-/// A reconcile writes up to six children, and their watch events arrive over the next moments:
+/// A reconcile writes up to five children, and their watch events arrive over the next moments:
 /// waiting this long after a trigger folds them into one reconcile instead of several, each of
 /// which would read the children the cache does not show yet.
 const RETRIGGER_DEBOUNCE: Duration = Duration::from_millis(500);

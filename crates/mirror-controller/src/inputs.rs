@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use wharf_core::mirror::names::{CA_BUNDLE_KEY, CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
-use wharf_core::mirror::{AgentTls, ValidMirror, content_hash};
+use wharf_core::mirror::{AgentCa, ValidMirror, content_hash};
 
 use crate::context::Context;
 use crate::error::Failure;
@@ -52,8 +52,8 @@ pub async fn credentials(
 pub struct TlsInUse {
     /// Secret with `tls.crt` and `tls.key`, mounted into the nginx pods.
     pub secret_name: String,
-    /// How the node agents find the CA in it.
-    pub agent: AgentTls,
+    /// How the node agents get the CA.
+    pub agent: AgentCa,
     /// Hash of the serving certificate and key (rolls the nginx pods).
     pub serving_hash: String,
     /// Hash of the CA the nodes install (rolls the agents).
@@ -96,9 +96,9 @@ pub async fn certificate_secret(ctx: &Context) -> Result<Option<TlsInUse>, Failu
     };
     Ok(Some(TlsInUse {
         secret_name: name.clone(),
-        agent: AgentTls {
+        agent: AgentCa::Secret {
             secret_name: name.clone(),
-            ca_key: ca_key.into(),
+            key: ca_key.into(),
         },
         serving_hash: content_hash([cert, key]),
         ca_hash: content_hash([ca]),

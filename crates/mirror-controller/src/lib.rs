@@ -1,5 +1,6 @@
 //! mirror-controller: for every RegistryMirror, an nginx pull-through cache (StatefulSet,
-//! Services, config and TLS Secrets) and a node agent DaemonSet pointing the nodes at it; in
+//! Services, a config Secret with the nginx config and the generated certificate) and a node
+//! agent DaemonSet pointing the nodes at it; in
 //! services mode also the mirror's line in the imageswap webhook's ConfigMap.
 //!
 //! [`run`] is the whole controller, so tests and benchmarks run it in-process; `main.rs` only

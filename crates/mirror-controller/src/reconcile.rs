@@ -103,43 +103,45 @@ async fn sync(
     let ca_bundle_hash = inputs::ca_bundle_hash(ctx).await?;
 
     let rendered = nginx::render(&nginx_input);
-    let config_secret = build_config_secret(&valid, &ctx.mirror_settings, &rendered);
+    // The certificate names the ClusterIP: the Services come first.
+    let cluster_ip = children::services(ctx, &valid).await?;
+    let (tls, generated, read_config, recheck_at) = match user_tls {
+        Some(user) => (user, None, None, SystemTime::now() + RESYNC),
+        None => {
+            let prepared =
+                certificates::prepare_generated_tls(ctx, &valid, cluster_ip.as_deref()).await?;
+            (
+                prepared.in_use,
+                Some(prepared.material),
+                prepared.read,
+                prepared.recheck_at,
+            )
+        }
+    };
+    let config_secret =
+        build_config_secret(&valid, &ctx.mirror_settings, &rendered, generated.as_ref());
     let live_config = Stores::get(
         &ctx.stores.secrets,
         &ctx.settings.namespace,
         &config_secret_name(&valid.name),
     );
-    let (cluster_ip, _) = futures::try_join!(
-        children::services(ctx, &valid),
-        children::ensure(ctx, live_config.as_deref(), &config_secret),
-    )?;
-
-    let (tls, prepared, recheck_at) = match user_tls {
-        Some(user) => {
-            certificates::prune_generated_tls(ctx, &valid).await?;
-            (user, None, SystemTime::now() + RESYNC)
-        }
-        None => {
-            let prepared =
-                certificates::prepare_generated_tls(ctx, &valid, cluster_ip.as_deref()).await?;
-            let recheck_at = prepared.recheck_at;
-            (prepared.in_use.clone(), Some(prepared), recheck_at)
-        }
-    };
-
     let config_hash = content_hash([
         rendered.as_bytes(),
         tls.serving_hash.as_bytes(),
         ca_bundle_hash.as_deref().unwrap_or_default().as_bytes(),
     ]);
-    let apply_tls = async {
-        match &prepared {
-            Some(prepared) => certificates::generated_tls(ctx, prepared).await,
-            None => Ok(()),
+    let apply_config = async {
+        let written = match read_config {
+            Some(read) => Some(children::ensure_read(ctx, read, &config_secret).await?),
+            None => children::ensure(ctx, live_config.as_deref(), &config_secret).await?,
+        };
+        if let (Some(written), Some(material)) = (&written, &generated) {
+            certificates::remember(ctx, written, material);
         }
+        Ok(())
     };
     futures::try_join!(
-        apply_tls,
+        apply_config,
         children::statefulset(ctx, &valid, &tls.secret_name, &config_hash),
         children::daemonset(ctx, &valid, &tls),
     )?;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use common::{CONVERGE, Harness, secret_text, template_hash};
+use common::{CONVERGE, Harness, ds_env, secret_text, template_hash};
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::api::core::v1::Secret;
@@ -115,14 +115,25 @@ async fn a_credentials_secret_that_appears_later_is_used() {
 #[tokio::test]
 async fn a_user_certificate_secret_replaces_the_generated_one() {
     let h = Harness::new("mirror-user-cert").await;
-    let mut settings = h.settings();
-    settings.docker_certificate_secret = Some("mirror-tls".into());
-    h.start("controller", settings);
+    // First without DOCKER_CERTIFICATE_SECRET: a generated certificate in the config Secret.
+    h.start("generating", h.settings());
     let name = h
         .create(&h.mirror("docker", json!({"upstreamUrl": "docker.io"})))
         .await
         .name_any();
     let base = format!("registry-mirror-{name}");
+    h.wait_synced(&name).await;
+    let config: Secret = h
+        .secrets
+        .get(&format!("{base}-secret"))
+        .await
+        .expect("config Secret");
+    assert!(secret_text(&config, "tls.key").contains("PRIVATE KEY"));
+    h.env.stop("generating");
+
+    let mut settings = h.settings();
+    settings.docker_certificate_secret = Some("mirror-tls".into());
+    h.start("controller", settings);
     let mirror = h
         .wait_condition(
             &name,
@@ -179,6 +190,11 @@ async fn a_user_certificate_secret_replaces_the_generated_one() {
         .get(&format!("{base}-utils"))
         .await
         .expect("DaemonSet");
+    assert_eq!(
+        ds_env(&ds, "CA_CERT"),
+        None,
+        "the CA comes from the user's Secret"
+    );
     let volumes = ds
         .spec
         .expect("spec")
@@ -199,12 +215,11 @@ async fn a_user_certificate_secret_replaces_the_generated_one() {
         ("tls.crt", "ca.crt"),
         "without ca.crt nodes trust the certificate itself"
     );
-    assert!(
-        h.secrets
-            .get_opt(&format!("{base}-tls"))
-            .await
-            .expect("read")
-            .is_none(),
-        "nothing generated"
-    );
+    let config: Secret = h
+        .secrets
+        .get(&format!("{base}-secret"))
+        .await
+        .expect("config Secret");
+    let keys: Vec<&String> = config.data.as_ref().expect("data").keys().collect();
+    assert_eq!(keys, ["default.conf"], "the generated material is gone");
 }

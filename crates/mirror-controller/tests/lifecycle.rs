@@ -46,11 +46,8 @@ async fn a_mirror_gets_every_child_and_a_status() {
         .get(&format!("{base}-secret"))
         .await
         .expect("config Secret");
-    let tls_secret: Secret = h
-        .secrets
-        .get(&format!("{base}-tls"))
-        .await
-        .expect("TLS Secret");
+    // The generated certificate sits in the config Secret, beside the nginx config.
+    let tls_secret = &config;
 
     for (kind, meta) in [
         ("Service", &service.metadata),
@@ -58,7 +55,6 @@ async fn a_mirror_gets_every_child_and_a_status() {
         ("StatefulSet", &statefulset.metadata),
         ("DaemonSet", &daemonset.metadata),
         ("config Secret", &config.metadata),
-        ("TLS Secret", &tls_secret.metadata),
     ] {
         let labels = meta.labels.clone().unwrap_or_default();
         assert_eq!(
@@ -123,7 +119,7 @@ async fn a_mirror_gets_every_child_and_a_status() {
     assert!(nginx_conf.contains("registry-1.docker.io"), "{nginx_conf}");
     assert!(nginx_conf.contains("proxy_cache_path"), "{nginx_conf}");
 
-    let cert = tls::inspect(&secret_text(&tls_secret, "tls.crt")).expect("certificate");
+    let cert = tls::inspect(&secret_text(tls_secret, "tls.crt")).expect("certificate");
     assert!(
         cert.covers(&[
             cluster_ip.clone(),
@@ -133,9 +129,14 @@ async fn a_mirror_gets_every_child_and_a_status() {
         "SANs: {cert:?}"
     );
     assert!(tls::is_issued_by(
-        &secret_text(&tls_secret, "tls.crt"),
-        &secret_text(&tls_secret, "ca.crt")
+        &secret_text(tls_secret, "tls.crt"),
+        &secret_text(tls_secret, "ca.crt")
     ));
+    assert_eq!(
+        ds_env(&daemonset, "CA_CERT"),
+        Some(secret_text(tls_secret, "ca.crt")),
+        "the agents get the CA itself, and no Secret holding keys"
+    );
 
     assert_eq!(
         ds_env(&daemonset, "MASQUERADE_HOST").as_deref(),
@@ -237,12 +238,12 @@ async fn spec_changes_reach_the_children_and_roll_the_pods() {
         .await;
 
     // A new masquerade host needs a certificate naming it.
-    let tls_secret: Secret = h
+    let config: Secret = h
         .secrets
-        .get(&format!("{base}-tls"))
+        .get(&format!("{base}-secret"))
         .await
-        .expect("TLS Secret");
-    let cert = wharf_core::tls::inspect(&secret_text(&tls_secret, "tls.crt")).expect("certificate");
+        .expect("config Secret");
+    let cert = wharf_core::tls::inspect(&secret_text(&config, "tls.crt")).expect("certificate");
     assert!(cert.covers(&["mirror-ghcr.io".into()]), "{cert:?}");
 
     // The volume claim template cannot change in place: the StatefulSet is recreated.
@@ -318,9 +319,6 @@ async fn deleting_a_mirror_deletes_its_children() {
         .await;
     h.env
         .wait_gone(&h.secrets, &format!("{base}-secret"), timeout)
-        .await;
-    h.env
-        .wait_gone(&h.secrets, &format!("{base}-tls"), timeout)
         .await;
 }
 

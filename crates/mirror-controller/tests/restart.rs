@@ -45,8 +45,8 @@ async fn a_restart_writes_nothing_for_unchanged_mirrors() {
     let before = h.versions().await;
     assert_eq!(
         before.len(),
-        3 + 3 * 6,
-        "three mirrors with six children each: {before:#?}"
+        3 + 3 * 5,
+        "three mirrors with five children each: {before:#?}"
     );
 
     let second = h.start("second", h.settings());

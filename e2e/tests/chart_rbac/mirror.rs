@@ -16,7 +16,6 @@ use wharf_core::mirror::mirror_line;
 use wharf_core::mirror::names::{
     CONFIG_HASH_ANNOTATION, IMAGESWAP_CONFIG_MAP, IMAGESWAP_FINALIZER, IMAGESWAP_MAPS_KEY,
     config_secret_name, daemonset_name, headless_service_name, service_name, statefulset_name,
-    tls_secret_name,
 };
 use wharf_e2e::TestEnv;
 
@@ -102,7 +101,6 @@ async fn wait_children_gone(env: &TestEnv, namespace: &str, name: &str) {
     .await;
     env.wait_gone(&secrets, &config_secret_name(name), WAIT)
         .await;
-    env.wait_gone(&secrets, &tls_secret_name(name), WAIT).await;
 }
 
 /// What no mirror-controller may do, whatever its mode.
@@ -203,17 +201,12 @@ async fn mirror_controller_and_hostess_agent_reconcile_under_their_chart_account
         .get(&config_secret_name(&name))
         .await
         .expect("nginx config Secret");
-    let tls = secrets
-        .get(&tls_secret_name(&name))
-        .await
-        .expect("TLS Secret");
     for (kind, meta) in [
         ("Service", &service.metadata),
         ("headless Service", &headless.metadata),
         ("StatefulSet", &statefulset.metadata),
         ("DaemonSet", &daemonset.metadata),
         ("config Secret", &config.metadata),
-        ("TLS Secret", &tls.metadata),
     ] {
         assert!(controlled_by(meta, &uid), "{kind} is owned by the mirror");
     }
@@ -223,6 +216,10 @@ async fn mirror_controller_and_hostess_agent_reconcile_under_their_chart_account
     assert!(
         secret_text(&config, "default.conf").contains(&basic("robot", "first-pw")),
         "the credentials reach nginx"
+    );
+    assert!(
+        secret_text(&config, "tls.crt").contains("BEGIN CERTIFICATE"),
+        "the generated certificate sits beside the nginx config"
     );
     let agent_account = release.object_name("hostess-agent");
     assert_eq!(

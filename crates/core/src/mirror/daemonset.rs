@@ -18,20 +18,22 @@ use super::{
 };
 use crate::agent;
 
-/// Where the agent finds the mirror's CA: which Secret, and which key of it holds the
-/// certificate nodes should trust (projected as `ca.crt`).
+/// Where the agent finds the certificate nodes should trust for the mirror.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgentTls {
-    pub secret_name: String,
-    /// `ca.crt` for a generated Secret or one that has it; `tls.crt` for a self-signed one.
-    pub ca_key: String,
+pub enum AgentCa {
+    /// A generated CA, in the pod spec (`CA_CERT`): a certificate is public, and so no node
+    /// is given a Secret that also holds the mirror's keys and upstream credentials.
+    Inline { pem: String },
+    /// The user's DOCKER_CERTIFICATE_SECRET, `key` of it projected as `ca.crt`: `ca.crt` when
+    /// it has one, `tls.crt` for a self-signed certificate.
+    Secret { secret_name: String, key: String },
 }
 
 /// The DaemonSet. `ca_hash` covers the CA the agents install, so a new CA rolls them.
 pub fn build_daemonset(
     mirror: &ValidMirror,
     settings: &MirrorSettings,
-    tls: &AgentTls,
+    ca: &AgentCa,
     ca_hash: &str,
 ) -> DaemonSet {
     let selector = pod_selector_labels(&mirror.name, COMPONENT_AGENT);
@@ -49,33 +51,18 @@ pub fn build_daemonset(
             parent(agent::DEFAULT_HOSTS_LOCK_FILE),
         ));
     }
-    let mut volumes: Vec<Volume> = vec![Volume {
-        name: "mirror-tls".into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(tls.secret_name.clone()),
-            items: Some(vec![KeyToPath {
-                key: tls.ca_key.clone(),
-                path: file_name(agent::DEFAULT_CA_FILE).into(),
-                mode: None,
-            }]),
-            ..SecretVolumeSource::default()
-        }),
-        ..Volume::default()
-    }];
+    let (mut volumes, mut mounts) = match ca {
+        AgentCa::Inline { .. } => (Vec::new(), Vec::new()),
+        AgentCa::Secret { secret_name, key } => ca_secret_mount(secret_name, key),
+    };
     volumes.extend(host_mounts.iter().map(HostMount::volume));
-    let mut mounts = vec![VolumeMount {
-        name: "mirror-tls".into(),
-        mount_path: agent::CA_MOUNT_DIR.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }];
     mounts.extend(host_mounts.iter().map(HostMount::mount));
 
     let container = Container {
         name: "hostess-agent".into(),
         image: Some(settings.agent_image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
-        env: Some(agent_env(mirror, settings)),
+        env: Some(agent_env(mirror, settings, ca)),
         volume_mounts: Some(mounts),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
@@ -143,7 +130,31 @@ fn agent_security_context() -> SecurityContext {
     }
 }
 
-fn agent_env(mirror: &ValidMirror, settings: &MirrorSettings) -> Vec<EnvVar> {
+/// The volume and mount projecting `key` of the user's Secret as the agent's `ca.crt`.
+fn ca_secret_mount(secret_name: &str, key: &str) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let volume = Volume {
+        name: "mirror-tls".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret_name.into()),
+            items: Some(vec![KeyToPath {
+                key: key.into(),
+                path: file_name(agent::DEFAULT_CA_FILE).into(),
+                mode: None,
+            }]),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let mount = VolumeMount {
+        name: "mirror-tls".into(),
+        mount_path: agent::CA_MOUNT_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    (vec![volume], vec![mount])
+}
+
+fn agent_env(mirror: &ValidMirror, settings: &MirrorSettings, ca: &AgentCa) -> Vec<EnvVar> {
     let var = |name: &str, value: &str| EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -159,7 +170,10 @@ fn agent_env(mirror: &ValidMirror, settings: &MirrorSettings) -> Vec<EnvVar> {
             agent::ENV_ADDRESSING_SCHEME,
             settings.addressing_scheme.as_str(),
         ),
-        var(agent::ENV_CA_FILE, agent::DEFAULT_CA_FILE),
+        match ca {
+            AgentCa::Inline { pem } => var(agent::ENV_CA_CERT, pem),
+            AgentCa::Secret { .. } => var(agent::ENV_CA_FILE, agent::DEFAULT_CA_FILE),
+        },
         var(agent::ENV_DOCKER_CERTS_DIR, agent::DEFAULT_DOCKER_CERTS_DIR),
         var(
             agent::ENV_CONTAINERD_CERTS_DIR,
@@ -253,10 +267,9 @@ mod tests {
     use crate::mirror::names::CONFIG_HASH_ANNOTATION;
     use crate::mirror::test_support::{settings, valid_mirror};
 
-    fn generated_tls() -> AgentTls {
-        AgentTls {
-            secret_name: "registry-mirror-docker-tls".into(),
-            ca_key: "ca.crt".into(),
+    fn generated_tls() -> AgentCa {
+        AgentCa::Inline {
+            pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
         }
     }
 
@@ -301,7 +314,7 @@ mod tests {
         assert_eq!(env["MASQUERADE_HOST"], "mirror-hub.docker.io");
         assert_eq!(env["UPSTREAM_HOST"], "hub.docker.io");
         assert_eq!(env["ADDRESSING_SCHEME"], "hostess");
-        assert_eq!(env["CA_FILE"], agent::DEFAULT_CA_FILE);
+        assert!(env["CA_CERT"].contains("BEGIN CERTIFICATE"));
         assert_eq!(env["HOSTS_FILE"], "/host/etc/hosts");
         assert_eq!(env["HOSTS_LOCK_FILE"], "/host/run/wharf/hosts.lock");
         assert_eq!(env["CRIO_RELOAD"], "false");
@@ -322,11 +335,6 @@ mod tests {
             .as_ref()
             .expect("mounts");
         assert!(mounts.iter().any(|m| m.mount_path == "/host/etc/hosts"));
-        assert!(
-            mounts
-                .iter()
-                .any(|m| m.mount_path == agent::CA_MOUNT_DIR && m.read_only == Some(true))
-        );
     }
 
     #[test]
@@ -343,10 +351,20 @@ mod tests {
     }
 
     #[test]
-    fn only_the_ca_is_mounted_from_the_tls_secret() {
-        let tls = AgentTls {
+    fn a_generated_ca_is_in_the_pod_spec_and_no_secret_is_mounted() {
+        let ds = build_daemonset(&valid_mirror("docker"), &settings(), &generated_tls(), "h");
+        let env = env_of(&ds);
+        assert!(env["CA_CERT"].starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(!env.contains_key("CA_FILE"));
+        let volumes = pod(&ds).volumes.as_ref().expect("volumes");
+        assert!(volumes.iter().all(|v| v.secret.is_none()), "{volumes:?}");
+    }
+
+    #[test]
+    fn only_the_ca_is_mounted_from_the_users_secret() {
+        let tls = AgentCa::Secret {
             secret_name: "user-cert".into(),
-            ca_key: "tls.crt".into(),
+            key: "tls.crt".into(),
         };
         let ds = build_daemonset(&valid_mirror("docker"), &settings(), &tls, "h");
         let volume = pod(&ds)
@@ -362,6 +380,17 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].key, "tls.crt");
         assert_eq!(items[0].path, "ca.crt");
+        let mounts = pod(&ds).containers[0]
+            .volume_mounts
+            .as_ref()
+            .expect("mounts");
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.mount_path == agent::CA_MOUNT_DIR && m.read_only == Some(true))
+        );
+        assert_eq!(env_of(&ds)["CA_FILE"], agent::DEFAULT_CA_FILE);
+        assert!(!env_of(&ds).contains_key("CA_CERT"));
     }
 
     #[test]

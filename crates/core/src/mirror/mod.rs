@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use config::{build_config_secret, content_hash, nginx_config};
-pub use daemonset::{AgentTls, build_daemonset};
+pub use daemonset::{AgentCa, build_daemonset};
 pub use imageswap::{MapEdit, edit_maps, has_line, mirror_line};
 pub use immutable::{align_statefulset_quantities, immutable_change};
 pub use quantity::{QuantityError, parse_quantity, same_quantity};
@@ -32,8 +32,8 @@ pub use settings::{
 };
 pub use statefulset::{NGINX_UID, REPLICAS, build_statefulset};
 pub use tls::{
-    CA_VALIDITY, RENEW_AFTER, SERVER_VALIDITY, TlsMaterial, TlsPlan, build_tls_secret, issue,
-    plan_tls, read_material, serving_sans,
+    CA_VALIDITY, RENEW_AFTER, SERVER_VALIDITY, TlsMaterial, TlsPlan, issue, plan_tls,
+    read_material, serving_sans, tls_data,
 };
 pub use validate::{
     CACHE_SHARE_OF_VOLUME, DEFAULT_STORAGE, HostClaim, MAX_MIRROR_NAME_LEN, SpecProblem,

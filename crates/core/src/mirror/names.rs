@@ -31,7 +31,8 @@ pub const NGINX_CONFIG_KEY: &str = "default.conf";
 /// Key of the optional CA bundle in the CA_CERTIFICATE_BUNDLE ConfigMap.
 pub const CA_BUNDLE_KEY: &str = "ca-certificates.crt";
 
-/// Keys of the mirror's TLS Secret.
+/// Keys of TLS material: in the user's DOCKER_CERTIFICATE_SECRET, or generated, in the config
+/// Secret.
 pub const TLS_CERT_KEY: &str = "tls.crt";
 pub const TLS_KEY_KEY: &str = "tls.key";
 pub const CA_CERT_KEY: &str = "ca.crt";
@@ -66,12 +67,6 @@ pub fn daemonset_name(mirror: &str) -> String {
 /// Secret `registry-mirror-<n>-secret` holding the nginx config.
 pub fn config_secret_name(mirror: &str) -> String {
     format!("registry-mirror-{mirror}-secret")
-}
-
-/// Secret `registry-mirror-<n>-tls` with the generated CA and server certificate (the name the
-/// seed's services mode used for its cert-manager certificate).
-pub fn tls_secret_name(mirror: &str) -> String {
-    format!("registry-mirror-{mirror}-tls")
 }
 
 /// The labels every child of mirror `<n>` carries and is selected by: `app`, `mirror`.
@@ -111,7 +106,6 @@ mod tests {
             config_secret_name("docker"),
             "registry-mirror-docker-secret"
         );
-        assert_eq!(tls_secret_name("docker"), "registry-mirror-docker-tls");
     }
 
     #[test]

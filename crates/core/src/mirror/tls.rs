@@ -1,5 +1,5 @@
-//! The mirror's serving certificate: which names it must carry, whether the one in the TLS Secret
-//! can stay or must be (re)issued, and the generated TLS Secret itself.
+//! The mirror's serving certificate: which names it must carry, whether the generated one can
+//! stay or must be (re)issued, and its keys in the config Secret.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -7,11 +7,9 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
-use super::names::{
-    CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, service_name, tls_secret_name,
-};
+use super::names::{CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, service_name};
 use super::validate::split_host_port;
-use super::{MirrorSettings, ValidMirror, child_metadata};
+use super::{MirrorSettings, ValidMirror};
 use crate::tls::{
     CertInfo, CertifiedKey, LifetimeShare, TlsError, generate_ca, inspect, is_issued_by,
     issue_server_cert, key_matches,
@@ -50,14 +48,14 @@ pub fn serving_sans(
     sans
 }
 
-/// The CA and serving certificate found in a generated TLS Secret.
+/// A generated CA and the serving certificate it signed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsMaterial {
     pub ca: CertifiedKey,
     pub server: CertifiedKey,
 }
 
-/// What to do with the generated TLS Secret.
+/// What to do with the generated certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TlsPlan {
     /// The live certificate is fine: keep it (no write). Check again at `recheck_at`.
@@ -141,28 +139,19 @@ pub fn issue(
     Ok(TlsMaterial { ca, server })
 }
 
-/// Secret `registry-mirror-<n>-tls` (type kubernetes.io/tls) with `tls.crt`, `tls.key`, `ca.crt`
-/// and `ca.key`.
-pub fn build_tls_secret(
-    mirror: &ValidMirror,
-    settings: &MirrorSettings,
-    material: &TlsMaterial,
-) -> Secret {
+/// The generated material as Secret data (`tls.crt`, `tls.key`, `ca.crt`, `ca.key`), kept in the
+/// config Secret beside `default.conf`.
+pub fn tls_data(material: &TlsMaterial) -> BTreeMap<String, ByteString> {
     let bytes = |text: &str| ByteString(text.as_bytes().to_vec());
-    Secret {
-        metadata: child_metadata(mirror, settings, tls_secret_name(&mirror.name)),
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(BTreeMap::from([
-            (TLS_CERT_KEY.into(), bytes(&material.server.cert_pem)),
-            (TLS_KEY_KEY.into(), bytes(&material.server.key_pem)),
-            (CA_CERT_KEY.into(), bytes(&material.ca.cert_pem)),
-            (CA_KEY_KEY.into(), bytes(&material.ca.key_pem)),
-        ])),
-        ..Secret::default()
-    }
+    BTreeMap::from([
+        (TLS_CERT_KEY.into(), bytes(&material.server.cert_pem)),
+        (TLS_KEY_KEY.into(), bytes(&material.server.key_pem)),
+        (CA_CERT_KEY.into(), bytes(&material.ca.cert_pem)),
+        (CA_KEY_KEY.into(), bytes(&material.ca.key_pem)),
+    ])
 }
 
-/// The material of a generated TLS Secret, when every key is present and UTF-8.
+/// The generated material in a config Secret, when every key is present and UTF-8.
 pub fn read_material(secret: &Secret) -> Option<TlsMaterial> {
     let data = secret.data.as_ref()?;
     let text = |key: &str| {
@@ -195,7 +184,7 @@ mod tests {
     fn generated(now: SystemTime) -> Secret {
         let mirror = valid_mirror("docker");
         let material = issue(&mirror, None, &sans(), now).expect("issued");
-        build_tls_secret(&mirror, &settings(), &material)
+        crate::mirror::build_config_secret(&mirror, &settings(), "conf", Some(&material))
     }
 
     #[test]
@@ -238,11 +227,6 @@ mod tests {
     fn a_good_certificate_is_kept_until_two_thirds_of_its_life() {
         let now = SystemTime::now();
         let secret = generated(now);
-        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
-        assert_eq!(
-            secret.metadata.name.as_deref(),
-            Some("registry-mirror-docker-tls")
-        );
         match plan_tls(read_material(&secret), &sans(), now + DAY) {
             TlsPlan::Keep {
                 recheck_at,
