@@ -88,9 +88,13 @@ async fn sync(
     ctx: &Context,
 ) -> Result<(Synced, SystemTime), Failure> {
     let valid = validate(mirror).map_err(|problems| Failure::InvalidSpec { problems })?;
+    let mine = HostClaim::of(mirror);
     let others = ctx.stores.mirrors.state();
-    let claims = others.iter().filter_map(|other| other.host_claim());
-    if let Some(other) = masquerade_taken_by(&HostClaim::of(mirror), claims) {
+    let claims = others
+        .iter()
+        .filter(|other| other.masquerades_as(&mine.host))
+        .filter_map(|other| other.host_claim());
+    if let Some(other) = masquerade_taken_by(&mine, claims) {
         return Err(Failure::MasqueradeTaken {
             host: valid.masquerade_host,
             other,

@@ -116,6 +116,24 @@ impl StoredMirror {
             .or_else(|| self.spec_text("upstreamUrl").map(|u| format!("mirror-{u}")))
     }
 
+    /// Whether this mirror's effective masquerade host is `host` (ignoring ASCII case), decided
+    /// without building it: every reconcile asks this of every mirror.
+    pub fn masquerades_as(&self, host: &str) -> bool {
+        const DERIVED_PREFIX: &str = "mirror-";
+        match self.spec_text("masqueradeUrl") {
+            Some(own) => own.eq_ignore_ascii_case(host),
+            None => self.spec_text("upstreamUrl").is_some_and(|upstream| {
+                host.len() == DERIVED_PREFIX.len() + upstream.len()
+                    && host
+                        .get(..DERIVED_PREFIX.len())
+                        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(DERIVED_PREFIX))
+                    && host
+                        .get(DERIVED_PREFIX.len()..)
+                        .is_some_and(|rest| rest.eq_ignore_ascii_case(upstream))
+            }),
+        }
+    }
+
     /// This mirror's claim on its masquerade host.
     pub fn host_claim(&self) -> Option<HostClaim<'_>> {
         Some(HostClaim {
@@ -154,6 +172,10 @@ mod tests {
             (claim.name, claim.host.as_str()),
             ("docker", "mirror-hub.docker.io")
         );
+        assert!(mirror.masquerades_as("Mirror-Hub.Docker.io"));
+        assert!(!mirror.masquerades_as("mirror-hub.docker.i"));
+        assert!(!mirror.masquerades_as("hub.docker.io"));
+        assert!(!mirror.masquerades_as("mirror-hub.docker.iö"));
         assert_eq!(StoredMirror::kind(&()), "RegistryMirror");
         assert!(!mirror.fails_with("Synced", "MasqueradeHostTaken"));
         let refused = stored(json!({
@@ -177,6 +199,8 @@ mod tests {
             "{err}"
         );
         assert_eq!(mirror.masquerade_host().as_deref(), Some("m.io"));
+        assert!(mirror.masquerades_as("M.io"));
+        assert!(!mirror.masquerades_as("mirror-m.io"));
         assert!(stored(json!({"metadata": {"name": "x"}})).typed().is_err());
         assert_eq!(
             stored(json!({"metadata": {"name": "x"}})).current_status(),
