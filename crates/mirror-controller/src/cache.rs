@@ -19,8 +19,10 @@ use wharf_core::crd::RegistryMirrorStatus;
 
 use crate::stored::StoredMirror;
 
-/// Objects per page of a watch's initial list: big pages are big transient allocations.
-const PAGE_SIZE: u32 = 100;
+/// Objects per page of a watch's initial list: a page is held as text and parsed whole, and
+/// after a restart six caches list at once. With 100 StatefulSets a page the process peaked at
+/// 39 MiB for 500 mirrors; with 25 at 32 MiB, for 40 requests instead of 10 per 1,000 objects.
+const PAGE_SIZE: u32 = 25;
 
 /// Tracks which caches have completed their first list. (kube's `Store::wait_until_ready`
 /// wakes only the last of several concurrent waiters, so reconciles cannot all wait on it.)
