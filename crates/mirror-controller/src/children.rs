@@ -24,6 +24,27 @@ use crate::context::{Context, Stores};
 use crate::error::{Failure, invalid_message, is_not_found};
 use crate::inputs::TlsInUse;
 
+/// A kind of child this module compares and applies (in the controller's namespace).
+pub trait Child:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Shrink
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Shrink
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug
+{
+}
+
 /// What is known of a child before comparing it with its desired state.
 enum Live<K> {
     /// It does not exist (yet).
@@ -48,11 +69,7 @@ async fn live_state<K>(
     hash: &str,
 ) -> Result<Live<K>, Failure>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Shrink
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Child,
 {
     match cached {
         Some(cached) if ctx.verified.holds(K::KIND, name, &cached.version(), hash) => {
@@ -76,12 +93,7 @@ where
 /// one was read or written.
 pub async fn ensure<K>(ctx: &Context, cached: Option<&K>, desired: &K) -> Result<Option<K>, Failure>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Shrink
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Child,
 {
     let name = desired.meta().name.clone().unwrap_or_default();
     let hash = desired_hash(desired);
@@ -95,12 +107,7 @@ where
 /// [`ensure`] for a child this reconcile has just read in full (it is not read again).
 pub async fn ensure_read<K>(ctx: &Context, live: K, desired: &K) -> Result<K, Failure>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Shrink
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Child,
 {
     let hash = desired_hash(desired);
     if is_applied(desired, &live, &ctx.manager) {
@@ -114,12 +121,7 @@ where
 /// Server-side applies `desired` (counted) and records the version it produced.
 async fn write<K>(ctx: &Context, desired: &K, hash: String) -> Result<K, Failure>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Shrink
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Child,
 {
     ctx.metrics.api_write(K::KIND);
     let written = apply(&api(ctx), &ctx.manager, desired)

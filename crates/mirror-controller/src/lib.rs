@@ -1,7 +1,7 @@
 //! mirror-controller: for every RegistryMirror, an nginx pull-through cache (StatefulSet,
 //! Services, a config Secret with the nginx config and the generated certificate) and a node
-//! agent DaemonSet pointing the nodes at it; in
-//! services mode also the mirror's line in the imageswap webhook's ConfigMap.
+//! agent DaemonSet pointing the nodes at it; in services mode also the mirror's line in the
+//! imageswap webhook's ConfigMap.
 //!
 //! [`run`] is the whole controller, so tests and benchmarks run it in-process; `main.rs` only
 //! adds the process runtime (logs, health, metrics, leader election) and `--map-check`.

@@ -80,11 +80,7 @@ async fn a_credentials_secret_that_appears_later_is_used() {
         .await;
     h.wait_synced(&name).await;
     let basic = base64::engine::general_purpose::STANDARD.encode("robot:s3cret");
-    let config: Secret = h
-        .secrets
-        .get(&format!("{base}-secret"))
-        .await
-        .expect("config Secret");
+    let config = h.config_secret(&base).await;
     assert!(
         secret_text(&config, "default.conf").contains(&basic),
         "credentials reach nginx"
@@ -123,11 +119,7 @@ async fn a_user_certificate_secret_replaces_the_generated_one() {
         .name_any();
     let base = format!("registry-mirror-{name}");
     h.wait_synced(&name).await;
-    let config: Secret = h
-        .secrets
-        .get(&format!("{base}-secret"))
-        .await
-        .expect("config Secret");
+    let config = h.config_secret(&base).await;
     assert!(secret_text(&config, "tls.key").contains("PRIVATE KEY"));
     h.env.stop("generating");
 
@@ -215,11 +207,7 @@ async fn a_user_certificate_secret_replaces_the_generated_one() {
         ("tls.crt", "ca.crt"),
         "without ca.crt nodes trust the certificate itself"
     );
-    let config: Secret = h
-        .secrets
-        .get(&format!("{base}-secret"))
-        .await
-        .expect("config Secret");
+    let config = h.config_secret(&base).await;
     let keys: Vec<&String> = config.data.as_ref().expect("data").keys().collect();
     assert_eq!(keys, ["default.conf"], "the generated material is gone");
 }

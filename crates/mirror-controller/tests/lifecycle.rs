@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{CONVERGE, Harness, ds_env, secret_text, template_hash};
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
@@ -41,11 +41,7 @@ async fn a_mirror_gets_every_child_and_a_status() {
         .get(&format!("{base}-utils"))
         .await
         .expect("DaemonSet");
-    let config: Secret = h
-        .secrets
-        .get(&format!("{base}-secret"))
-        .await
-        .expect("config Secret");
+    let config = h.config_secret(&base).await;
     // The generated certificate sits in the config Secret, beside the nginx config.
     let tls_secret = &config;
 
@@ -181,11 +177,7 @@ async fn spec_changes_reach_the_children_and_roll_the_pods() {
     h.patch_spec(&name, json!({"upstreamUrl": "ghcr.io", "tagTtlSeconds": 5}))
         .await;
     h.wait_synced(&name).await;
-    let config: Secret = h
-        .secrets
-        .get(&format!("{base}-secret"))
-        .await
-        .expect("config Secret");
+    let config = h.config_secret(&base).await;
     let nginx_conf = secret_text(&config, "default.conf");
     assert!(nginx_conf.contains("ghcr.io"), "{nginx_conf}");
     assert!(!nginx_conf.contains("quay.io"), "{nginx_conf}");
@@ -238,11 +230,7 @@ async fn spec_changes_reach_the_children_and_roll_the_pods() {
         .await;
 
     // A new masquerade host needs a certificate naming it.
-    let config: Secret = h
-        .secrets
-        .get(&format!("{base}-secret"))
-        .await
-        .expect("config Secret");
+    let config = h.config_secret(&base).await;
     let cert = wharf_core::tls::inspect(&secret_text(&config, "tls.crt")).expect("certificate");
     assert!(cert.covers(&["mirror-ghcr.io".into()]), "{cert:?}");
 
@@ -275,11 +263,7 @@ async fn spec_changes_reach_the_children_and_roll_the_pods() {
         mirror.status.and_then(|s| s.observed_generation),
         mirror.metadata.generation
     );
-    let config: Secret = h
-        .secrets
-        .get(&format!("{base}-secret"))
-        .await
-        .expect("config Secret");
+    let config = h.config_secret(&base).await;
     let five_gi_80_percent: u64 = 5 * 1024 * 1024 * 1024 / 10 * 8;
     assert!(
         secret_text(&config, "default.conf").contains(&format!("max_size={five_gi_80_percent}")),

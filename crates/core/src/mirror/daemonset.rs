@@ -267,7 +267,7 @@ mod tests {
     use crate::mirror::names::CONFIG_HASH_ANNOTATION;
     use crate::mirror::test_support::{settings, valid_mirror};
 
-    fn generated_tls() -> AgentCa {
+    fn generated_ca() -> AgentCa {
         AgentCa::Inline {
             pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
         }
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn hostess_mode_sets_the_agent_contract() {
-        let ds = build_daemonset(&valid_mirror("docker"), &settings(), &generated_tls(), "h1");
+        let ds = build_daemonset(&valid_mirror("docker"), &settings(), &generated_ca(), "h1");
         assert_eq!(
             ds.metadata.name.as_deref(),
             Some("registry-mirror-docker-utils")
@@ -341,7 +341,7 @@ mod tests {
     fn services_mode_leaves_the_hosts_file_alone() {
         let mut settings = settings();
         settings.addressing_scheme = AddressingScheme::Services;
-        let ds = build_daemonset(&valid_mirror("docker"), &settings, &generated_tls(), "h");
+        let ds = build_daemonset(&valid_mirror("docker"), &settings, &generated_ca(), "h");
         let env = env_of(&ds);
         assert_eq!(env["ADDRESSING_SCHEME"], "services");
         assert!(!env.contains_key("HOSTS_FILE"));
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn a_generated_ca_is_in_the_pod_spec_and_no_secret_is_mounted() {
-        let ds = build_daemonset(&valid_mirror("docker"), &settings(), &generated_tls(), "h");
+        let ds = build_daemonset(&valid_mirror("docker"), &settings(), &generated_ca(), "h");
         let env = env_of(&ds);
         assert!(env["CA_CERT"].starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(!env.contains_key("CA_FILE"));
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn the_agent_runs_as_root_without_privileges() {
-        let ds = build_daemonset(&valid_mirror("docker"), &settings(), &generated_tls(), "h");
+        let ds = build_daemonset(&valid_mirror("docker"), &settings(), &generated_ca(), "h");
         let security = pod(&ds).containers[0]
             .security_context
             .clone()
@@ -425,7 +425,7 @@ mod tests {
         settings.agent_crio_reload = true;
         let mut mirror = valid_mirror("docker");
         mirror.priority_class = Some("system-node-critical".into());
-        let ds = build_daemonset(&mirror, &settings, &generated_tls(), "abc");
+        let ds = build_daemonset(&mirror, &settings, &generated_ca(), "abc");
         assert_eq!(
             ds.metadata.labels.as_ref().expect("labels")["team"],
             "infra"

@@ -185,6 +185,14 @@ impl Harness {
     }
 
     /// Merge-patches a mirror's spec.
+    /// The config Secret of the mirror whose children are named `base` (`registry-mirror-<n>`).
+    pub async fn config_secret(&self, base: &str) -> Secret {
+        self.secrets
+            .get(&format!("{base}-secret"))
+            .await
+            .unwrap_or_else(|err| panic!("reading the config Secret {base}-secret: {err}"))
+    }
+
     pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) -> RegistryMirror {
         self.mirrors
             .patch(
