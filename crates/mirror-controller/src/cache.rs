@@ -93,6 +93,13 @@ impl Verified {
         statuses.get(name).cloned()
     }
 
+    /// The status in effect for `mirror`: the one this process last wrote (the cache may not
+    /// show it yet, and only this controller writes it), else the stored one.
+    pub fn status_of(&self, mirror: &StoredMirror) -> Option<RegistryMirrorStatus> {
+        self.last_status(&mirror.name_any())
+            .or_else(|| mirror.current_status())
+    }
+
     pub fn record_status(&self, name: &str, status: RegistryMirrorStatus) {
         let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
         statuses.insert(name.to_owned(), status);

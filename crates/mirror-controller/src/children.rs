@@ -99,7 +99,7 @@ where
     let hash = desired_hash(desired);
     match live_state(ctx, cached, &name, &hash).await? {
         Live::Verified => Ok(None),
-        Live::Fetched(live) => ensure_read(ctx, live, desired).await.map(Some),
+        Live::Fetched(live) => settle(ctx, live, desired, hash).await.map(Some),
         Live::Absent => write(ctx, desired, hash).await.map(Some),
     }
 }
@@ -109,7 +109,14 @@ pub async fn ensure_read<K>(ctx: &Context, live: K, desired: &K) -> Result<K, Fa
 where
     K: Child,
 {
-    let hash = desired_hash(desired);
+    settle(ctx, live, desired, desired_hash(desired)).await
+}
+
+/// Records `live` as verified for `hash` when it already holds `desired`, else writes it.
+async fn settle<K>(ctx: &Context, live: K, desired: &K, hash: String) -> Result<K, Failure>
+where
+    K: Child,
+{
     if is_applied(desired, &live, &ctx.manager) {
         record(ctx, &live, hash);
         Ok(live)
@@ -177,8 +184,11 @@ pub async fn statefulset(
     let name = statefulset_name(&mirror.name);
     let cached = Stores::get(&ctx.stores.statefulsets, &settings.namespace, &name);
     match live_state::<StatefulSet>(ctx, cached.as_deref(), &name, &hash).await? {
-        Live::Verified => return Ok(()),
-        Live::Absent => check_claim_template(ctx, mirror).await?,
+        Live::Verified => Ok(()),
+        Live::Absent => {
+            check_claim_template(ctx, mirror).await?;
+            write(ctx, &desired, hash).await.map(drop)
+        }
         Live::Fetched(live) => {
             align_statefulset_quantities(&mut desired, &live);
             let field = if live.metadata.deletion_timestamp.is_some() {
@@ -197,13 +207,9 @@ pub async fn statefulset(
                     field,
                 });
             }
-            if is_applied(&desired, &live, &ctx.manager) {
-                record(ctx, &live, hash);
-                return Ok(());
-            }
+            settle(ctx, live, &desired, hash).await.map(drop)
         }
     }
-    write(ctx, &desired, hash).await.map(drop)
 }
 
 /// Lets the API server judge a new claim template (a dry-run create of the claim the
@@ -257,8 +263,8 @@ pub async fn daemonset(ctx: &Context, mirror: &ValidMirror, tls: &TlsInUse) -> R
     let name = daemonset_name(&mirror.name);
     let cached = Stores::get(&ctx.stores.daemonsets, &settings.namespace, &name);
     match live_state::<DaemonSet>(ctx, cached.as_deref(), &name, &hash).await? {
-        Live::Verified => return Ok(()),
-        Live::Absent => {}
+        Live::Verified => Ok(()),
+        Live::Absent => write(ctx, &desired, hash).await.map(drop),
         Live::Fetched(live) => {
             let selector = |ds: &DaemonSet| ds.spec.as_ref().map(|spec| spec.selector.clone());
             let field = if live.metadata.deletion_timestamp.is_some() {
@@ -276,13 +282,9 @@ pub async fn daemonset(ctx: &Context, mirror: &ValidMirror, tls: &TlsInUse) -> R
                     field,
                 });
             }
-            if is_applied(&desired, &live, &ctx.manager) {
-                record(ctx, &live, hash);
-                return Ok(());
-            }
+            settle(ctx, live, &desired, hash).await.map(drop)
         }
     }
-    write(ctx, &desired, hash).await.map(drop)
 }
 
 /// Deletes `live` leaving its pods (and their volumes) for the replacement to adopt; a

@@ -31,10 +31,7 @@ pub async fn ensure_line(
 ) -> Result<(), Failure> {
     add_finalizer(ctx, mirror).await?;
     let line = mirror_line(masquerade_host, cluster_ip);
-    let status = ctx
-        .verified
-        .last_status(&mirror.name_any())
-        .or_else(|| mirror.current_status());
+    let status = ctx.verified.status_of(mirror);
     let previous = status
         .as_ref()
         .and_then(|status| status.masquerade_url.as_deref())
@@ -67,8 +64,7 @@ pub async fn finalize(ctx: &Context, mirror: &StoredMirror) -> Result<(), Error>
     }
     let hosts: Vec<String> = [
         ctx.verified
-            .last_status(&mirror.name_any())
-            .or_else(|| mirror.current_status())
+            .status_of(mirror)
             .and_then(|s| s.masquerade_url),
         mirror.masquerade_host(),
     ]

@@ -133,13 +133,8 @@ pub async fn write(
     mirror: &StoredMirror,
     outcome: &Result<Synced, Failure>,
 ) -> Result<(), Error> {
-    // The cache may not show a status this process wrote a moment ago; the status is this
-    // controller's alone, so the one it last wrote is the one in effect.
     let name = mirror.name_any();
-    let current = ctx
-        .verified
-        .last_status(&name)
-        .or_else(|| mirror.current_status());
+    let current = ctx.verified.status_of(mirror);
     let pods = pod_counts(ctx, &name);
     let status = desired_status(
         mirror.meta().generation,

@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::names::{COMPONENT_AGENT, daemonset_name, pod_selector_labels, service_name};
 use super::{
-    AddressingScheme, MirrorSettings, ValidMirror, pod_template_metadata, pull_secrets,
-    workload_metadata,
+    AddressingScheme, MirrorSettings, ValidMirror, file_name, parent, pod_template_metadata,
+    pull_secrets, workload_metadata,
 };
 use crate::agent;
 
@@ -251,14 +251,6 @@ impl HostMount {
             ..VolumeMount::default()
         }
     }
-}
-
-fn parent(path: &'static str) -> &'static str {
-    path.rsplit_once('/').map_or(path, |(dir, _)| dir)
-}
-
-fn file_name(path: &'static str) -> &'static str {
-    path.rsplit_once('/').map_or(path, |(_, name)| name)
 }
 
 #[cfg(test)]

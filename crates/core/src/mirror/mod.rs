@@ -95,6 +95,16 @@ fn merge_labels(
     labels
 }
 
+/// The directory of an in-container path (where its volume is mounted).
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(dir, _)| dir)
+}
+
+/// The file name of an in-container path (the key it is projected as).
+fn file_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, name)| name)
+}
+
 fn pull_secrets(settings: &MirrorSettings) -> Option<Vec<LocalObjectReference>> {
     (!settings.image_pull_secrets.is_empty()).then(|| {
         settings

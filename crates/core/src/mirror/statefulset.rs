@@ -18,7 +18,10 @@ use super::names::{
     TLS_KEY_KEY, config_secret_name, headless_service_name, pod_selector_labels, statefulset_name,
 };
 use super::services::PORT_NAME;
-use super::{MirrorSettings, ValidMirror, pod_template_metadata, pull_secrets, workload_metadata};
+use super::{
+    MirrorSettings, ValidMirror, file_name, parent, pod_template_metadata, pull_secrets,
+    workload_metadata,
+};
 use crate::nginx::{self, HEALTH_PATH, LISTEN_PORT, NginxPaths};
 
 /// Replicas of the mirror (the seed's two: one can restart while the other serves).
@@ -195,14 +198,6 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
         read_only: read_only.then_some(true),
         ..VolumeMount::default()
     }
-}
-
-fn parent(path: &str) -> &str {
-    path.rsplit_once('/').map_or(path, |(dir, _)| dir)
-}
-
-fn file_name(path: &str) -> &str {
-    path.rsplit_once('/').map_or(path, |(_, name)| name)
 }
 
 #[cfg(test)]
