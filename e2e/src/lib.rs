@@ -247,6 +247,16 @@ fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// The text of a Secret's key (empty when it is missing).
+pub fn secret_text(secret: &k8s_openapi::api::core::v1::Secret, key: &str) -> String {
+    secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .map(|value| String::from_utf8_lossy(&value.0).into_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

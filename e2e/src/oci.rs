@@ -1,6 +1,6 @@
 //! Tiny OCI images for pull and push tests: a layout on disk that skopeo and ctr read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -8,14 +8,7 @@ use sha2::{Digest, Sha256};
 /// whose single uncompressed layer has the file `/message` holding `message`. Different messages
 /// give different digests, so each test pulls an image nobody else has cached.
 pub fn write_test_image(dir: &Path, message: &str) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("creates the layout");
-    let put = |bytes: &[u8]| -> (String, usize) {
-        let digest = sha256_hex(bytes);
-        std::fs::write(blobs.join(&digest), bytes).expect("writes a blob");
-        (format!("sha256:{digest}"), bytes.len())
-    };
-
+    let layout = OciLayout::create(dir);
     let mut layer = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(message.len() as u64);
@@ -26,7 +19,7 @@ pub fn write_test_image(dir: &Path, message: &str) {
         .append_data(&mut header, "message", message.as_bytes())
         .expect("adds the file");
     let layer = layer.into_inner().expect("finishes the tar");
-    let (layer_digest, layer_size) = put(&layer);
+    let (layer_digest, layer_size) = layout.put(&layer);
 
     let config = serde_json::json!({
         "architecture": oci_architecture(),
@@ -34,7 +27,7 @@ pub fn write_test_image(dir: &Path, message: &str) {
         "config": {},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     });
-    let (config_digest, config_size) = put(config.to_string().as_bytes());
+    let (config_digest, config_size) = layout.put(config.to_string().as_bytes());
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -49,19 +42,51 @@ pub fn write_test_image(dir: &Path, message: &str) {
             "size": layer_size,
         }],
     });
-    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes());
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest,
-            "size": manifest_size,
-            "annotations": {"org.opencontainers.image.ref.name": "v1"},
-        }],
-    });
-    std::fs::write(dir.join("index.json"), index.to_string()).expect("writes index.json");
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+    layout.finish(manifest.to_string().as_bytes(), "v1");
+}
+
+/// An OCI image layout being written in a directory: blobs first, then the manifest, tagged.
+pub(crate) struct OciLayout {
+    dir: PathBuf,
+}
+
+impl OciLayout {
+    pub(crate) fn create(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir.join("blobs/sha256"))
+            .unwrap_or_else(|err| panic!("creating the layout {}: {err}", dir.display()));
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Stores a blob; returns its digest and size.
+    pub(crate) fn put(&self, bytes: &[u8]) -> (String, usize) {
+        let hex = sha256_hex(bytes);
+        let path = self.dir.join("blobs/sha256").join(&hex);
+        std::fs::write(&path, bytes)
+            .unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+        (format!("sha256:{hex}"), bytes.len())
+    }
+
+    /// Stores `manifest` and writes the index naming it `tag`, which completes the layout.
+    pub(crate) fn finish(&self, manifest: &[u8], tag: &str) {
+        let (digest, size) = self.put(manifest);
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": size,
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            }],
+        });
+        std::fs::write(self.dir.join("index.json"), index.to_string()).expect("writes index.json");
+        std::fs::write(
+            self.dir.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
         .expect("writes oci-layout");
+    }
 }
 
 /// This machine's architecture as OCI names it (what a pull by ctr selects).
@@ -73,7 +98,7 @@ fn oci_architecture() -> &'static str {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|byte| format!("{byte:02x}"))

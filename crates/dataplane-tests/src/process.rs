@@ -259,6 +259,27 @@ pub fn run_ok(command: &mut Command) -> Output {
     run(command).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The config of a helper nginx (not the mirror's): in the foreground, logging errors to
+/// stderr, with its pid and temporary files under `run`; `main` goes before the `events`
+/// block, `http` inside the `http` block.
+pub fn helper_nginx_config(run: &Path, main: &str, worker_connections: u32, http: &str) -> String {
+    let run = run.display();
+    format!(
+        r#"daemon off;
+{main}pid {run}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections {worker_connections}; }}
+http {{
+    client_body_temp_path {run}/client_body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+{http}}}
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

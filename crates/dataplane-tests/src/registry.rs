@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::image::ImageLayout;
 use crate::pki::TestPki;
-use crate::process::{Daemon, free_port, make_dir, run};
+use crate::process::{Daemon, free_port, helper_nginx_config, make_dir, run};
 use crate::tools::require;
 
 /// How the upstream behaves.
@@ -113,32 +113,21 @@ impl Upstream {
     pub fn fail_with(&mut self, status: u16) {
         self.stop();
         let run_dir = make_dir(&self.dir.join("failing-run"));
-        let config = format!(
-            r#"daemon off;
-worker_processes 1;
-pid {run}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {run}/client_body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
-    access_log {run}/access.log;
+        let http = format!(
+            r#"    access_log {run}/access.log;
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location / {{ return {status}; }}
     }}
-}}
 "#,
             run = run_dir.display(),
             port = self.port,
             cert = self.server_cert.display(),
             key = self.server_key.display(),
         );
+        let config = helper_nginx_config(&run_dir, "worker_processes 1;\n", 256, &http);
         let config_file = run_dir.join("nginx.conf");
         std::fs::write(&config_file, config).expect("write the failing server's config");
         let mut command = Command::new(require("nginx"));
@@ -431,19 +420,8 @@ fn write_blob_server_config(dir: &Path, pki: &TestPki, port: u16, rate_limit: Op
     let limit = rate_limit
         .map(|rate| format!("limit_rate {rate};"))
         .unwrap_or_default();
-    let config = format!(
-        r#"daemon off;
-worker_processes 1;
-pid {run}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {run}/client_body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
-    log_format counted '$request_method $uri $status $body_bytes_sent';
+    let http = format!(
+        r#"    log_format counted '$request_method $uri $status $body_bytes_sent';
     access_log {log} counted;
     server {{
         listen 127.0.0.1:{port} ssl;
@@ -453,13 +431,12 @@ http {{
         default_type application/octet-stream;
         {limit}
     }}
-}}
 "#,
-        run = run_dir.display(),
         log = dir.join("blob-server.access.log").display(),
         cert = pki.server_cert.display(),
         key = pki.server_key.display(),
         data = dir.join("data").display(),
     );
+    let config = helper_nginx_config(&run_dir, "worker_processes 1;\n", 1024, &http);
     std::fs::write(dir.join("blob-server.conf"), config).expect("write the blob server config");
 }

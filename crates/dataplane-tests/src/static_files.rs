@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::pki::TestPki;
-use crate::process::{Daemon, free_port, make_dir};
+use crate::process::{Daemon, free_port, helper_nginx_config, make_dir};
 use crate::tools::require;
 
 /// Directives of the mirror's config that decide how fast a file is served, copied into the
@@ -106,18 +106,8 @@ impl StaticFileServer {
                 .collect::<String>()
         };
         let listen = &settings.listen_parameters;
-        let config = format!(
-            r#"daemon off;
-{main}pid {run}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {run}/client_body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
-    access_log off;
+        let http = format!(
+            r#"    access_log off;
     default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{tls_port} {listen};
@@ -127,9 +117,7 @@ http {{
         ssl_certificate_key {key};
 {server}        root {root};
     }}
-}}
 "#,
-            main = indent(&settings.main, ""),
             server = indent(
                 &settings
                     .server
@@ -139,11 +127,11 @@ http {{
                     .collect::<Vec<_>>(),
                 "        "
             ),
-            run = run_dir.display(),
             cert = pki.server_cert.display(),
             key = pki.server_key.display(),
             root = root.display(),
         );
+        let config = helper_nginx_config(&run_dir, &indent(&settings.main, ""), 1024, &http);
         let config_file = dir.join("nginx.conf");
         std::fs::write(&config_file, config).expect("write the static server config");
         let mut command = Command::new(require("nginx"));

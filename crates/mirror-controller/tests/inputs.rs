@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use common::{CONVERGE, Harness, ds_env, secret_text, template_hash};
+use common::{CONVERGE, Harness, ds_env, template_hash};
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use serde_json::json;
+use wharf_e2e::secret_text;
 
 #[tokio::test]
 async fn a_credentials_secret_that_appears_later_is_used() {

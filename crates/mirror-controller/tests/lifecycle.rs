@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CONVERGE, Harness, ds_env, secret_text, template_hash};
+use common::{CONVERGE, Harness, ds_env, template_hash};
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
@@ -13,6 +13,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use wharf_core::conditions::READY;
 use wharf_core::tls;
+use wharf_e2e::secret_text;
 
 #[tokio::test]
 async fn a_mirror_gets_every_child_and_a_status() {

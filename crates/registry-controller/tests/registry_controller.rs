@@ -23,6 +23,7 @@ use wharf_core::registry::workload::{
 };
 use wharf_core::tls::{self, generate_ca, inspect, is_issued_by, issue_server_cert};
 use wharf_e2e::TestEnv;
+use wharf_e2e::secret_text;
 
 const DAY: Duration = Duration::from_secs(86_400);
 

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use sha2::{Digest, Sha256};
 use wharf_core::tls::{CertifiedKey, issue_server_cert};
 
 use crate::cluster::repo_root;
 use crate::node::{NODE_IP, node_trusted_ca};
+use crate::oci::{OciLayout, sha256_hex};
 
 /// How long the registry may take to listen (it starts in well under a second).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -311,16 +311,10 @@ fn build_marked_busybox(layout: &Path, tag: &str, marker: &str) -> Vec<String> {
         .unwrap_or_else(|err| panic!("running gzip: {err}"));
     assert!(compressed.status.success(), "gzip of the layer failed");
 
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("creating the layout");
-    let put = |bytes: &[u8]| {
-        let hex = hex_sha256(bytes);
-        write_bytes(&blobs.join(&hex), bytes);
-        (format!("sha256:{hex}"), bytes.len())
-    };
-    let (layer_digest, layer_size) = put(&compressed.stdout);
-    config["rootfs"]["diff_ids"] = serde_json::json!([format!("sha256:{}", hex_sha256(&plain))]);
-    let (config_digest, config_size) = put(&serde_json::to_vec(&config).expect("config JSON"));
+    let oci = OciLayout::create(layout);
+    let (layer_digest, layer_size) = oci.put(&compressed.stdout);
+    config["rootfs"]["diff_ids"] = serde_json::json!([format!("sha256:{}", sha256_hex(&plain))]);
+    let (config_digest, config_size) = oci.put(&serde_json::to_vec(&config).expect("config JSON"));
     let mut manifest = manifest;
     manifest["config"]["digest"] = config_digest.clone().into();
     manifest["config"]["size"] = config_size.into();
@@ -329,22 +323,7 @@ fn build_marked_busybox(layout: &Path, tag: &str, marker: &str) -> Vec<String> {
         "digest": layer_digest,
         "size": layer_size,
     }]);
-    let (manifest_digest, manifest_size) =
-        put(&serde_json::to_vec(&manifest).expect("manifest JSON"));
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest,
-            "size": manifest_size,
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }],
-    });
-    write(&layout.join("index.json"), &index.to_string());
-    write(
-        &layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    );
+    oci.finish(&serde_json::to_vec(&manifest).expect("manifest JSON"), tag);
     let _removed = std::fs::remove_dir_all(&source);
     vec![config_digest, layer_digest]
 }
@@ -359,13 +338,6 @@ fn read_json(path: &Path) -> serde_json::Value {
     let text =
         std::fs::read(path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
     serde_json::from_slice(&text).unwrap_or_else(|err| panic!("parsing {}: {err}", path.display()))
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 fn write(path: &Path, text: &str) {

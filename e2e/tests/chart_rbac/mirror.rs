@@ -20,6 +20,7 @@ use wharf_core::mirror::names::{
 use wharf_e2e::TestEnv;
 
 use crate::support::*;
+use wharf_e2e::secret_text;
 
 const UPSTREAM: &str = "registry-1.docker.io";
 /// Where the chart's mirror-controller container keeps the imageswap-maps version (its /tmp).

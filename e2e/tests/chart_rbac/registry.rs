@@ -17,6 +17,7 @@ use wharf_core::registry::auth_env;
 use wharf_e2e::TestEnv;
 
 use crate::support::*;
+use wharf_e2e::secret_text;
 
 pub const ZONE: &str = "rbac.test";
 

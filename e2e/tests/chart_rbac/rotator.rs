@@ -14,6 +14,7 @@ use wharf_e2e::TestEnv;
 
 use crate::registry::{ZONE, dry_delete, dry_post};
 use crate::support::*;
+use wharf_e2e::secret_text;
 
 /// Ready at `rotation` for the current generation.
 fn ready_at(status: Option<&ImageSecretStatus>, generation: Option<i64>, rotation: i64) -> bool {

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub use crate::pod::PodProcess;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Namespace, ResourceQuota, Secret};
+use k8s_openapi::api::core::v1::{Event, Namespace, ResourceQuota};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -405,16 +405,6 @@ pub async fn wait_warning(env: &TestEnv, namespace: &str, involved: &str, reason
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Text of a Secret's key.
-pub fn secret_text(secret: &Secret, key: &str) -> String {
-    secret
-        .data
-        .as_ref()
-        .and_then(|data| data.get(key))
-        .map(|value| String::from_utf8_lossy(&value.0).into_owned())
-        .unwrap_or_default()
 }
 
 /// Whether an object is controlled by the owner with `uid`.

@@ -132,20 +132,21 @@ mod tests {
 
     use super::*;
     use crate::mirror::build_statefulset;
-    use crate::mirror::test_support::{settings, valid_mirror};
+    use crate::mirror::test_support::{settings, statefulset, valid_mirror};
 
-    fn build() -> StatefulSet {
-        build_statefulset(
-            &valid_mirror("docker"),
-            &settings(),
-            "registry-mirror-docker-tls",
-            "h1",
-        )
+    fn first_claim(sts: &mut StatefulSet) -> &mut PersistentVolumeClaim {
+        &mut sts
+            .spec
+            .as_mut()
+            .expect("spec")
+            .volume_claim_templates
+            .as_mut()
+            .expect("claims")[0]
     }
 
     #[test]
     fn immutable_changes_are_found() {
-        let desired = build();
+        let desired = statefulset();
         assert_eq!(immutable_change(&desired, &desired), None);
         let mut live = desired.clone();
         live.spec.as_mut().expect("spec").service_name = Some("other".into());
@@ -157,13 +158,7 @@ mod tests {
         assert_eq!(immutable_change(&desired, &live), Some("spec.selector"));
 
         let mut live = desired.clone();
-        let claim = &mut live
-            .spec
-            .as_mut()
-            .expect("spec")
-            .volume_claim_templates
-            .as_mut()
-            .expect("claims")[0];
+        let claim = first_claim(&mut live);
         claim.spec.as_mut().expect("spec").storage_class_name = Some("slow".into());
         assert_eq!(
             immutable_change(&desired, &live),
@@ -172,13 +167,7 @@ mod tests {
         );
 
         let mut live = desired.clone();
-        let claim = &mut live
-            .spec
-            .as_mut()
-            .expect("spec")
-            .volume_claim_templates
-            .as_mut()
-            .expect("claims")[0];
+        let claim = first_claim(&mut live);
         claim.spec.as_mut().expect("spec").volume_mode = Some("Filesystem".into());
         claim.status = Some(Default::default());
         assert_eq!(
@@ -201,13 +190,7 @@ mod tests {
         requests.insert("storage".into(), Quantity("1.5Gi".into()));
         let mut desired = build_statefulset(&mirror, &settings(), "t", "h");
         let mut live = desired.clone();
-        let live_requests = live
-            .spec
-            .as_mut()
-            .expect("spec")
-            .volume_claim_templates
-            .as_mut()
-            .expect("claims")[0]
+        let live_requests = first_claim(&mut live)
             .spec
             .as_mut()
             .and_then(|s| s.resources.as_mut())

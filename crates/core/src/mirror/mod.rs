@@ -143,4 +143,14 @@ pub(crate) mod test_support {
     pub fn valid_mirror(name: &str) -> ValidMirror {
         validate(&mirror(name)).expect("a valid test mirror")
     }
+
+    /// The StatefulSet of mirror `docker`, its TLS from Secret `registry-mirror-docker-tls`.
+    pub fn statefulset() -> k8s_openapi::api::apps::v1::StatefulSet {
+        build_statefulset(
+            &valid_mirror("docker"),
+            &settings(),
+            "registry-mirror-docker-tls",
+            "h1",
+        )
+    }
 }

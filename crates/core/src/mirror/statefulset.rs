@@ -204,16 +204,7 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 mod tests {
     use super::*;
     use crate::mirror::names::CONFIG_HASH_ANNOTATION;
-    use crate::mirror::test_support::{settings, valid_mirror};
-
-    fn build() -> StatefulSet {
-        build_statefulset(
-            &valid_mirror("docker"),
-            &settings(),
-            "registry-mirror-docker-tls",
-            "h1",
-        )
-    }
+    use crate::mirror::test_support::{settings, statefulset, valid_mirror};
 
     fn pod(sts: &StatefulSet) -> &PodSpec {
         sts.spec
@@ -224,7 +215,7 @@ mod tests {
 
     #[test]
     fn the_statefulset_follows_the_seed() {
-        let sts = build();
+        let sts = statefulset();
         assert_eq!(sts.metadata.name.as_deref(), Some("registry-mirror-docker"));
         assert_eq!(sts.metadata.namespace.as_deref(), Some("mirrors"));
         let spec = sts.spec.as_ref().expect("spec");
@@ -266,7 +257,7 @@ mod tests {
 
     #[test]
     fn mounts_match_the_renderer_paths() {
-        let sts = build();
+        let sts = statefulset();
         let paths = NginxPaths::in_pod();
         let container = &pod(&sts).containers[0];
         let mounts: BTreeMap<_, _> = container

@@ -387,16 +387,6 @@ pub fn template_hash(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> 
         .unwrap_or_default()
 }
 
-/// A key of a Secret as text.
-pub fn secret_text(secret: &Secret, key: &str) -> String {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-        .unwrap_or_default()
-}
-
 /// A condition of a mirror's status (the test fails when it is missing).
 pub fn condition(
     mirror: &RegistryMirror,

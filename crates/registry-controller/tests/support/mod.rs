@@ -126,16 +126,6 @@ pub fn tls_secret(name: &str, key: &CertifiedKey, ca: Option<&str>) -> Secret {
     secret
 }
 
-/// The text of a Secret's key.
-pub fn secret_text(secret: &Secret, key: &str) -> String {
-    secret
-        .data
-        .as_ref()
-        .and_then(|data| data.get(key))
-        .map(|value| String::from_utf8_lossy(&value.0).into_owned())
-        .unwrap_or_default()
-}
-
 /// Installs a minimal cert-manager `Certificate` CRD (cert-manager.io/v1, any spec), as a cluster
 /// with cert-manager has; idempotent, never removed (other tests may rely on it).
 pub async fn install_certificate_crd(env: &TestEnv) {
