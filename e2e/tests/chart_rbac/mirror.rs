@@ -110,24 +110,22 @@ async fn mirror_controller_refusals(client: &Client) {
         dry_run: true,
         ..DeleteParams::default()
     };
-    refused(
-        Api::<Secret>::namespaced(client.clone(), "kube-system")
-            .list_metadata(&ListParams::default())
-            .await,
+    refused_listing(
+        Api::<Secret>::namespaced(client.clone(), "kube-system"),
         "mirror-controller reading kube-system Secrets",
-    );
+    )
+    .await;
     refused(
         Api::<Node>::all(client.clone())
             .delete("wharf-rbac-absent", &dry_delete)
             .await,
         "mirror-controller deleting a Node",
     );
-    refused(
-        Api::<ImageRegistryAccount>::all(client.clone())
-            .list_metadata(&ListParams::default())
-            .await,
+    refused_listing(
+        Api::<ImageRegistryAccount>::all(client.clone()),
         "mirror-controller reading registry accounts",
-    );
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,18 +351,16 @@ async fn mirror_controller_and_hostess_agent_reconcile_under_their_chart_account
         "mirror-controller creating a Deployment",
     );
     let agent_client = client_from(&node.kubeconfig(&env)).await;
-    refused(
-        Api::<Secret>::namespaced(agent_client.clone(), &ns)
-            .list_metadata(&ListParams::default())
-            .await,
+    refused_listing(
+        Api::<Secret>::namespaced(agent_client.clone(), &ns),
         "hostess-agent reading Secrets of its namespace",
-    );
-    refused(
-        Api::<Service>::namespaced(agent_client.clone(), "kube-system")
-            .list_metadata(&ListParams::default())
-            .await,
+    )
+    .await;
+    refused_listing(
+        Api::<Service>::namespaced(agent_client.clone(), "kube-system"),
         "hostess-agent reading Services of another namespace",
-    );
+    )
+    .await;
     refused(
         Api::<Service>::namespaced(agent_client.clone(), &ns)
             .delete(
@@ -377,12 +373,11 @@ async fn mirror_controller_and_hostess_agent_reconcile_under_their_chart_account
             .await,
         "hostess-agent deleting a Service",
     );
-    refused(
-        Api::<RegistryMirror>::all(agent_client)
-            .list_metadata(&ListParams::default())
-            .await,
+    refused_listing(
+        Api::<RegistryMirror>::all(agent_client),
         "hostess-agent reading RegistryMirrors",
-    );
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,12 +510,11 @@ async fn mirror_controller_in_services_mode_keeps_the_imageswap_map_under_its_ch
     // Refusals: outside NAMESPACE it holds the Lease and the one ConfigMap, nothing else.
     let client = client_from(&controller_pod.kubeconfig(&env)).await;
     mirror_controller_refusals(&client).await;
-    refused(
-        Api::<Secret>::namespaced(client.clone(), &env.namespace)
-            .list_metadata(&ListParams::default())
-            .await,
+    refused_listing(
+        Api::<Secret>::namespaced(client.clone(), &env.namespace),
         "mirror-controller reading Secrets of the release namespace",
-    );
+    )
+    .await;
     let other: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "not-imageswap"}, "data": {"k": "v"}
     }))

@@ -7,7 +7,7 @@ use base64::Engine;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use wharf_core::crd::{
@@ -271,12 +271,11 @@ async fn registry_controller_and_registry_auth_reconcile_under_their_accounts() 
             .await,
         "registry-auth reading another registry",
     );
-    refused(
-        Api::<Secret>::namespaced(auth_client.clone(), &ns)
-            .list_metadata(&ListParams::default())
-            .await,
+    refused_listing(
+        Api::<Secret>::namespaced(auth_client.clone(), &ns),
         "registry-auth reading Secrets",
-    );
+    )
+    .await;
     refused(
         Api::<ImageRegistryAccount>::namespaced(auth_client, &ns)
             .create(&dry_post(), &account)
@@ -399,12 +398,11 @@ async fn registry_controller_refusals(client: &Client, ns: &str, account: &Image
             .await,
         "registry-controller creating a ClusterRole",
     );
-    refused(
-        Api::<RegistryMirror>::all(client.clone())
-            .list_metadata(&ListParams::default())
-            .await,
+    refused_listing(
+        Api::<RegistryMirror>::all(client.clone()),
         "registry-controller reading RegistryMirrors",
-    );
+    )
+    .await;
     refused(
         Api::<ImageRegistryAccount>::namespaced(client.clone(), ns)
             .create(&dry_post(), account)

@@ -227,18 +227,16 @@ async fn secret_rotator_reconciles_under_its_chart_account() {
             .await,
         "secret-rotator deleting a Node",
     );
-    refused(
-        Api::<StatefulSet>::all(client.clone())
-            .list_metadata(&ListParams::default())
-            .await,
+    refused_listing(
+        Api::<StatefulSet>::all(client.clone()),
         "secret-rotator reading StatefulSets",
-    );
-    refused(
-        Api::<Pod>::namespaced(client.clone(), &ns)
-            .list_metadata(&ListParams::default())
-            .await,
+    )
+    .await;
+    refused_listing(
+        Api::<Pod>::namespaced(client.clone(), &ns),
         "secret-rotator reading Pods",
-    );
+    )
+    .await;
     refused(
         Api::<ImageRegistry>::namespaced(client.clone(), &registry_ns)
             .patch_status(
@@ -255,10 +253,9 @@ async fn secret_rotator_reconciles_under_its_chart_account() {
             .await,
         "secret-rotator creating an ImageRegistry",
     );
-    refused(
-        Api::<RegistryMirror>::all(client)
-            .list_metadata(&ListParams::default())
-            .await,
+    refused_listing(
+        Api::<RegistryMirror>::all(client),
         "secret-rotator reading RegistryMirrors",
-    );
+    )
+    .await;
 }

@@ -383,6 +383,14 @@ pub fn refused<T: Debug>(result: Result<T, kube::Error>, what: &str) {
     }
 }
 
+/// Asserts that listing `api` (metadata only) is forbidden; `what` names the attempt.
+pub async fn refused_listing<K>(api: Api<K>, what: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + Debug,
+{
+    refused(api.list_metadata(&ListParams::default()).await, what);
+}
+
 /// Waits for a Warning Event about object `involved` with `reason` in `namespace` (Events of
 /// cluster-scoped objects are filed in `default`): the process could write it.
 pub async fn wait_warning(env: &TestEnv, namespace: &str, involved: &str, reason: &str) {
